@@ -1,0 +1,323 @@
+"""Radius graphs with periodic shifts, edge vectors, and batching of graph dicts.
+
+Conventions (see :mod:`gdlphys.keys`): edge ``e`` carries a message from source
+``j = edge_index[0, e]`` to centre ``i = edge_index[1, e]``; its vector is
+``positions[j] - positions[i] + shifts[e] @ cell[batch[i]]``, where the rows of
+``cell`` are the lattice vectors. Shifts are integer-valued tensors in the float
+dtype of the positions, and refer to the positions as given (not wrapped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch_cluster
+from torch import Tensor
+
+from gdlphys import keys
+
+__all__ = ["collate", "edge_vectors", "radius_graph"]
+
+_DEGENERATE_CELL_TOL = 1e-6  # |det| / product of periodic vector lengths below this: no lattice
+_SEARCH_MARGIN = 1e-4  # relative; the search radius is a bit larger, the exact cut is done last
+_MIN_MAX_NEIGHBORS = 16  # below this a retry costs more than the memory it saves
+_COINCIDENT = 1e-6  # Å; closer pairs are one atom given twice, and would give NaN directions
+
+
+def radius_graph(
+    positions: Tensor,
+    cutoff: float,
+    batch: Tensor | None = None,
+    cell: Tensor | None = None,
+    pbc: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """All directed pairs closer than ``cutoff``, over every periodic image.
+
+    Args:
+        positions: [n_atoms, 3] float, Å; need not lie inside the cell.
+        cutoff: Å; pairs with ``0 < |vector| < cutoff`` are edges.
+        batch: [n_atoms] int64, graph of each atom (default: one graph); need not be sorted.
+        cell: [n_graphs, 3, 3], rows are lattice vectors (default: zeros). Rows along
+            non-periodic directions are ignored and may be zero.
+        pbc: [n_graphs, 3] bool (default: non-periodic).
+
+    Returns:
+        ``(edge_index [2, n_edges] int64, shifts [n_edges, 3])`` on the device and in the
+        dtype of ``positions``, following the convention of :mod:`gdlphys.keys`. Both
+        directions of each pair are listed; an atom neighbours its own periodic images
+        when the cell is small. No neighbour is ever dropped.
+
+    Raises:
+        ValueError: on a bad shape, a non-finite position, a non-positive cutoff, a
+            degenerate cell along a periodic direction, or two atoms at the same place.
+    """
+    positions, batch, cell, pbc, cutoff = _checked_inputs(positions, cutoff, batch, cell, pbc)
+    out_dtype = positions.dtype
+    if positions.shape[0] == 0:
+        return _no_edges(positions.device, out_dtype)
+    # torch-cluster's kd-tree and the 3x3 solves want single or double precision
+    work_dtype = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
+    positions, cell = positions.to(work_dtype), cell.to(work_dtype)
+
+    with torch.no_grad():
+        # torch-cluster needs atoms sorted by graph; `order` maps sorted -> given indices
+        order = torch.argsort(batch, stable=True)
+        pos, graph = positions[order], batch[order]
+        n_graphs = cell.shape[0]
+
+        basis_inv = torch.linalg.inv(_lattice_basis(cell, pbc))
+        frac = torch.einsum("nk,nkl->nl", pos, basis_inv[graph])
+        # integer lattice translation that brings each atom into [0, 1) along periodic axes
+        wrap = torch.where(pbc[graph], -torch.floor(frac), torch.zeros_like(frac))
+        pos = pos + torch.einsum("nk,nkl->nl", wrap, cell[graph])
+        frac = frac + wrap
+
+        radius = cutoff * (1.0 + _SEARCH_MARGIN)
+        # |Δfrac_k| <= |Δr| * |reciprocal_k|, so images beyond this pad cannot be neighbours
+        pad = radius * basis_inv.norm(dim=-2) + _SEARCH_MARGIN
+        pad = torch.where(pbc, pad, torch.full_like(pad, math.inf))
+        n_images = torch.where(pbc, torch.ceil(pad), torch.zeros_like(pad)).long()
+        image_atom, image_shift = _padded_images(frac, graph, n_images, pad)
+        image_pos = pos[image_atom] + torch.einsum("nk,nkl->nl", image_shift, cell[graph[image_atom]])
+
+        centre, hit = _radius_search(image_pos, graph[image_atom], pos, graph, radius, n_graphs)
+        source = image_atom[hit]
+        shifts = image_shift[hit] + wrap[source] - wrap[centre]
+        not_self = (source != centre) | (shifts != 0).any(dim=1)
+        edge_index = torch.stack([order[source[not_self]], order[centre[not_self]]])
+        shifts = shifts[not_self]
+
+        # the exact cut, with the very formula the models differentiate
+        lengths = edge_vectors(positions, edge_index, shifts, cell, batch).norm(dim=1)
+        keep = lengths < cutoff
+        edge_index, shifts, lengths = edge_index[:, keep], shifts[keep], lengths[keep]
+        coincident = lengths < _COINCIDENT
+        if bool(coincident.any()):
+            e = int(torch.nonzero(coincident)[0])
+            j, i = edge_index[:, e].tolist()
+            raise ValueError(
+                f"atoms {i} and {j} sit at the same place (closer than {_COINCIDENT} Å, shift {shifts[e].tolist()})"
+            )
+    return edge_index, shifts.to(out_dtype)
+
+
+def edge_vectors(positions: Tensor, edge_index: Tensor, shifts: Tensor, cell: Tensor, batch: Tensor) -> Tensor:
+    """[n_edges, 3] vectors ``positions[j] - positions[i] + shifts @ cell[batch[i]]``.
+
+    Differentiable with respect to ``positions`` and ``cell`` (forces and stress).
+    """
+    source, centre = edge_index[0], edge_index[1]
+    lattice_shift = torch.einsum("ek,ekl->el", shifts.to(cell.dtype), cell[batch[centre]])
+    return positions[source] - positions[centre] + lattice_shift
+
+
+def collate(graphs: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """Batch single-structure graph dicts into one graph dict.
+
+    Per-atom, per-edge and per-graph fields (:data:`keys.PER_ATOM`, :data:`keys.PER_EDGE`,
+    :data:`keys.PER_GRAPH`) are concatenated; ``EDGE_INDEX`` is offset by the running atom
+    count; ``BATCH``, ``PTR`` and ``NUM_ATOMS`` are rebuilt. Each input holds one structure,
+    so its per-graph fields have a leading dimension of 1 (``CELL`` [1, 3, 3], ``ENERGY`` [1]).
+
+    Raises:
+        ValueError: if a field is present in some graphs but not all, a field is unknown,
+            a leading dimension does not match, or there is nothing to batch.
+    """
+    if len(graphs) == 0:
+        raise ValueError("collate needs at least one graph")
+    all_keys = set().union(*graphs)
+    for key in sorted(all_keys):
+        missing = [n for n, graph in enumerate(graphs) if key not in graph]
+        if missing:
+            raise ValueError(f"field {key!r} is present in some graphs but missing from graphs {missing}")
+    if keys.POSITIONS not in all_keys:
+        raise ValueError(f"collate needs {keys.POSITIONS!r} in every graph")
+    rebuilt = {keys.BATCH, keys.PTR, keys.NUM_ATOMS}
+    unknown = all_keys - set(keys.PER_ATOM) - set(keys.PER_EDGE) - set(keys.PER_GRAPH) - rebuilt - {keys.EDGE_INDEX}
+    if unknown:
+        raise ValueError(f"collate does not know whether fields {sorted(unknown)} are per atom, edge or graph")
+
+    device = graphs[0][keys.POSITIONS].device
+    num_atoms = torch.tensor([graph[keys.POSITIONS].shape[0] for graph in graphs], dtype=torch.long, device=device)
+    ptr = torch.cat([num_atoms.new_zeros(1), torch.cumsum(num_atoms, dim=0)])
+    out: dict[str, Tensor] = {}
+    for key in sorted(all_keys - rebuilt):
+        values = [graph[key] for graph in graphs]
+        for n, (graph, value) in enumerate(zip(graphs, values)):
+            expected = _leading_dim(key, graph)
+            if value.dim() == 0 or value.shape[0] != expected:
+                shape = tuple(value.shape)
+                raise ValueError(f"field {key!r} of graph {n} has shape {shape}, expected [{expected}, ...]")
+        if key == keys.EDGE_INDEX:
+            out[key] = torch.cat([value + offset for value, offset in zip(values, ptr[:-1].tolist())], dim=1)
+        else:
+            out[key] = torch.cat(values, dim=0)
+    out[keys.BATCH] = torch.repeat_interleave(torch.arange(len(graphs), device=device), num_atoms)
+    out[keys.PTR] = ptr
+    out[keys.NUM_ATOMS] = num_atoms
+    return out
+
+
+def _leading_dim(key: str, graph: Mapping[str, Tensor]) -> int:
+    """Expected size of the first dimension of ``graph[key]`` (2 for ``EDGE_INDEX``)."""
+    if key in keys.PER_ATOM:
+        return graph[keys.POSITIONS].shape[0]
+    if key in keys.PER_GRAPH:
+        return 1
+    if key == keys.EDGE_INDEX:
+        return 2
+    if keys.EDGE_INDEX not in graph:
+        return graph[key].shape[0]  # nothing to check per-edge fields against
+    return graph[keys.EDGE_INDEX].shape[1]
+
+
+def _checked_inputs(
+    positions: Tensor, cutoff: float, batch: Tensor | None, cell: Tensor | None, pbc: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """Validate and fill in defaults; returns tensors on the device of ``positions``."""
+    cutoff = float(cutoff)
+    if not (math.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"cutoff must be a positive finite number, got {cutoff}")
+    if positions.dim() != 2 or positions.shape[1] != 3 or not positions.is_floating_point():
+        got = f"{positions.dtype} {tuple(positions.shape)}"
+        raise ValueError(f"positions must be a float tensor of shape [n_atoms, 3], got {got}")
+    positions = positions.detach()
+    device, n_atoms = positions.device, positions.shape[0]
+    bad = ~torch.isfinite(positions).all(dim=1)
+    if bool(bad.any()):
+        atom = int(torch.nonzero(bad)[0])
+        raise ValueError(f"position of atom {atom} is not finite: {positions[atom].tolist()}")
+
+    if batch is None:
+        batch = torch.zeros(n_atoms, dtype=torch.long, device=device)
+    if batch.shape != (n_atoms,) or batch.is_floating_point():
+        got = f"{batch.dtype} {tuple(batch.shape)}"
+        raise ValueError(f"batch must be an integer tensor of shape [{n_atoms}], got {got}")
+    batch = batch.to(device=device, dtype=torch.long)
+    if n_atoms and int(batch.min()) < 0:
+        raise ValueError("batch holds a negative graph index")
+
+    if cell is not None and cell.dim() == 3:
+        n_graphs = cell.shape[0]
+    elif pbc is not None and pbc.dim() == 2:
+        n_graphs = pbc.shape[0]
+    else:
+        n_graphs = int(batch.max()) + 1 if n_atoms else 1
+    if n_atoms and int(batch.max()) >= n_graphs:
+        raise ValueError(f"batch refers to graph {int(batch.max())} but cell/pbc describe {n_graphs} graphs")
+
+    if cell is None:
+        if pbc is not None and bool(pbc.any()):
+            raise ValueError("pbc is periodic but no cell was given")
+        cell = positions.new_zeros(n_graphs, 3, 3)
+    if cell.shape != (n_graphs, 3, 3):
+        raise ValueError(f"cell must have shape [n_graphs, 3, 3] = [{n_graphs}, 3, 3], got {tuple(cell.shape)}")
+    cell = cell.detach().to(device=device, dtype=positions.dtype)
+    if pbc is None:
+        pbc = torch.zeros(n_graphs, 3, dtype=torch.bool, device=device)
+    if pbc.shape != (n_graphs, 3):
+        raise ValueError(f"pbc must have shape [n_graphs, 3] = [{n_graphs}, 3], got {tuple(pbc.shape)}")
+    pbc = pbc.to(device=device, dtype=torch.bool)
+    bad = ~torch.isfinite(cell).flatten(1).all(dim=1)
+    if bool(bad.any()):
+        raise ValueError(f"cell of graph {int(torch.nonzero(bad)[0])} is not finite")
+    return positions, batch, cell, pbc, cutoff
+
+
+def _lattice_basis(cell: Tensor, pbc: Tensor) -> Tensor:
+    """[n_graphs, 3, 3] invertible basis: the periodic cell rows, completed by unit vectors
+    orthogonal to them (non-periodic rows may be zero or arbitrary, so they are replaced).
+
+    Raises ValueError naming the graph whose periodic vectors span no lattice.
+    """
+    periodic_rows = cell * pbc.unsqueeze(-1)
+    # right singular vectors past the rank span the orthogonal complement of the periodic rows
+    _, _, vh = torch.linalg.svd(periodic_rows)
+    n_periodic = pbc.sum(dim=1, keepdim=True)
+    slot = (n_periodic + torch.cumsum(~pbc, dim=1) - 1).clamp(0, 2)
+    completion = torch.gather(vh, 1, slot.unsqueeze(-1).expand(-1, -1, 3))
+    basis = torch.where(pbc.unsqueeze(-1), cell, completion)
+
+    lengths = torch.where(pbc, cell.norm(dim=-1), torch.ones_like(cell[..., 0]))
+    degenerate = pbc.any(dim=1) & (torch.linalg.det(basis).abs() <= _DEGENERATE_CELL_TOL * lengths.prod(dim=1))
+    if bool(degenerate.any()):
+        g = int(torch.nonzero(degenerate)[0])
+        raise ValueError(
+            f"graph {g}: cell {cell[g].tolist()} is degenerate (zero volume) "
+            f"along its periodic directions {pbc[g].tolist()}"
+        )
+    return basis
+
+
+def _padded_images(frac: Tensor, graph: Tensor, n_images: Tensor, pad: Tensor) -> tuple[Tensor, Tensor]:
+    """Atom index and integer shift of every image whose fractional coordinates lie within
+    ``(-pad, 1 + pad)`` along each periodic axis (atoms are wrapped into [0, 1) there).
+
+    Axes are padded one after another, so the work is linear in the number of images kept.
+    """
+    atom = torch.arange(frac.shape[0], device=frac.device)
+    shift = torch.zeros_like(frac)
+    for axis in range(3):
+        n = n_images[graph[atom], axis]
+        copies = 2 * n + 1
+        if bool((copies == 1).all()):
+            continue
+        parent = torch.repeat_interleave(torch.arange(atom.shape[0], device=frac.device), copies)
+        first = torch.cumsum(copies, dim=0) - copies
+        offset = torch.arange(parent.shape[0], device=frac.device) - first[parent] - n[parent]
+        coordinate = frac[atom[parent], axis] + offset
+        reach = pad[graph[atom[parent]], axis]
+        inside = (coordinate > -reach) & (coordinate < 1 + reach)
+        atom, shift = atom[parent[inside]], shift[parent[inside]]
+        shift[:, axis] = offset[inside].to(shift.dtype)
+    return atom, shift
+
+
+def _radius_search(
+    candidates: Tensor, candidate_graph: Tensor, queries: Tensor, query_graph: Tensor, radius: float, n_graphs: int
+) -> tuple[Tensor, Tensor]:
+    """(query index, candidate index) of all pairs of the same graph closer than ``radius``.
+
+    torch-cluster silently keeps only ``max_num_neighbors`` hits per query, so every query
+    that reaches the cap is searched again with twice the cap until none does.
+    """
+    cap = _initial_max_neighbors(candidates, candidate_graph, radius, n_graphs)
+    pending = torch.arange(queries.shape[0], device=queries.device)
+    query_hits, candidate_hits = [], []
+    while pending.numel() > 0:
+        query, candidate = torch_cluster.radius(  # rows: y (queries) first, then x
+            candidates,
+            queries[pending],
+            radius,
+            candidate_graph,
+            query_graph[pending],
+            max_num_neighbors=cap,
+            batch_size=n_graphs,
+        )
+        saturated = torch.bincount(query, minlength=pending.shape[0]) >= cap
+        complete = ~saturated[query]
+        query_hits.append(pending[query[complete]])
+        candidate_hits.append(candidate[complete])
+        pending = pending[saturated]
+        cap *= 2
+    return torch.cat(query_hits), torch.cat(candidate_hits)
+
+
+def _initial_max_neighbors(candidates: Tensor, candidate_graph: Tensor, radius: float, n_graphs: int) -> int:
+    """A cap on neighbours per query from the density of each graph's bounding box
+    (a guess: :func:`_radius_search` doubles it where it falls short)."""
+    index = candidate_graph.unsqueeze(1).expand(-1, 3)
+    low = candidates.new_full((n_graphs, 3), math.inf).scatter_reduce(0, index, candidates, "amin")
+    high = candidates.new_full((n_graphs, 3), -math.inf).scatter_reduce(0, index, candidates, "amax")
+    count = torch.bincount(candidate_graph, minlength=n_graphs)
+    volume = (high - low).clamp(min=radius).prod(dim=1)
+    expected = count * (4.0 / 3.0 * math.pi * radius**3) / volume
+    guess = 2 ** math.ceil(math.log2(1.5 * float(expected.max()) + 1))
+    # a cap above the number of candidates of every graph can never truncate
+    return int(min(max(guess, _MIN_MAX_NEIGHBORS), int(count.max()) + 1))
+
+
+def _no_edges(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    return torch.zeros(2, 0, dtype=torch.long, device=device), torch.zeros(0, 3, dtype=dtype, device=device)
