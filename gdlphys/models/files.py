@@ -1,0 +1,118 @@
+"""Potential files: save and load without unpickling code, and name resolution.
+
+A potential file is ``torch.save`` of a dict holding only tensors and plain Python
+values, so it loads with ``torch.load(weights_only=True)``: the architecture config,
+species, cutoff, reference energies, units, format version and provenance travel
+with the weights.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+import gdlphys
+from gdlphys.io_utils import atomic_write
+from gdlphys.models.config import ModelConfig
+from gdlphys.models.potential import Potential
+from gdlphys.paths import find_shipped, shipped_names
+
+FORMAT = "gdlphys-potential"
+FORMAT_VERSION = 1
+POTENTIAL_FILENAME = "potential.pt"
+UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
+
+
+class PotentialFileError(ValueError):
+    """A potential file that cannot be loaded: corrupt, foreign, newer, or unsafe."""
+
+
+def potential_to_dict(potential: Potential, metadata: dict | None = None) -> dict:
+    """Plain, weights-only-loadable description of a potential."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gdlphys_version": gdlphys.__version__,
+        "config": potential.config.to_dict(),
+        "species": list(potential.species),
+        "cutoff": potential.cutoff,
+        "reference_energies": potential.reference_energies.double().cpu().tolist(),
+        "avg_num_neighbors": potential.avg_num_neighbors,
+        "dtype": str(potential.dtype).removeprefix("torch."),
+        "units": dict(UNITS),
+        "metadata": dict(metadata or {}),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in potential.state_dict().items()},
+    }
+
+
+def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise PotentialFileError(f"{source} is not a gdlphys potential file")
+    version = blob.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PotentialFileError(
+            f"{source} has potential format version {version}; this gdlphys ({gdlphys.__version__}) reads "
+            f"up to {FORMAT_VERSION}: upgrade gdlphys"
+        )
+    units = blob.get("units", {})
+    if units.get("energy") != "eV" or units.get("length") != "Angstrom":
+        raise PotentialFileError(f"{source} uses units {units}; gdlphys potentials are in eV and Angstrom")
+    try:
+        config = ModelConfig.from_dict(blob["config"])
+        state = blob["state_dict"]
+        potential = Potential(
+            config, blob["species"], blob["reference_energies"], blob["avg_num_neighbors"], scale=1.0
+        )
+        potential.to(getattr(torch, blob.get("dtype", "float32")))
+        potential.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise PotentialFileError(f"{source} is damaged or inconsistent: {err}") from err
+    potential.metadata = dict(blob.get("metadata", {}))
+    return potential
+
+
+def save_potential(potential: Potential, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write atomically: a kill mid-write leaves the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = potential_to_dict(potential, metadata if metadata is not None else getattr(potential, "metadata", None))
+    with atomic_write(path) as tmp:
+        torch.save(blob, tmp)
+    return path
+
+
+def resolve_potential_path(name_or_path: str | Path) -> Path:
+    """A file, a RUN_DIR of ``gdlphys train`` (or a folder with potential.pt), or a shipped name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / POTENTIAL_FILENAME).is_file():
+            return path / POTENTIAL_FILENAME
+        raise FileNotFoundError(f"{path} is a folder without {POTENTIAL_FILENAME} (is the training run finished?)")
+    shipped = find_shipped("potentials", str(name_or_path))
+    if shipped is not None and (shipped / POTENTIAL_FILENAME).is_file():
+        return shipped / POTENTIAL_FILENAME
+    names = ", ".join(shipped_names("potentials")) or "none"
+    raise FileNotFoundError(f"no potential file, run folder or shipped potential named {str(name_or_path)!r} (shipped: {names})")
+
+
+def load_potential(name_or_path: str | Path | Potential, map_location: str | torch.device = "cpu") -> Potential:
+    """``gdlphys.load``: a shipped name, a potential file, or a training RUN_DIR -> Potential (eval mode)."""
+    if isinstance(name_or_path, Potential):
+        return name_or_path
+    path = resolve_potential_path(name_or_path)
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise PotentialFileError(
+            f"{path} refused: loading it would need unpickling arbitrary code, which gdlphys never does ({err})"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise PotentialFileError(f"{path} is not a readable potential file (truncated or corrupt?): {err}") from err
+    potential = potential_from_dict(blob, str(path))
+    potential.source = str(path)
+    return potential.eval()

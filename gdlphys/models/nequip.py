@@ -1,0 +1,48 @@
+"""Builder of the NequIP-style energy model: embedding -> edges -> interactions -> readout."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from gdlphys.models.config import ModelConfig
+from gdlphys.nn import EdgeGeometry, Interaction, ScalarReadout, SpeciesEmbedding, SpeciesScaleShift
+
+
+def hidden_irreps(config: ModelConfig) -> o3.Irreps:
+    """num_features copies of every l <= l_max: the natural parity (-1)^l, or both parities."""
+    parities = (1, -1) if config.parity else (None,)
+    irreps = []
+    for l in range(config.l_max + 1):
+        for p in parities:
+            irreps.append((config.num_features, (l, (-1) ** l if p is None else p)))
+    return o3.Irreps(irreps)
+
+
+def build_energy_model(
+    config: ModelConfig, num_species: int, avg_num_neighbors: float, reference_energies: torch.Tensor, scale: float
+) -> nn.Sequential:
+    """Modules that map a graph dict with SPECIES and edges to ATOMIC_ENERGIES (eV)."""
+    embedding = SpeciesEmbedding(num_species, config.num_features)
+    geometry = EdgeGeometry(config.cutoff, config.l_max, config.num_basis, config.cutoff_p)
+    layers: list[nn.Module] = [embedding, geometry]
+    irreps = embedding.irreps_out
+    target = hidden_irreps(config)
+    for _ in range(config.num_layers):
+        block = Interaction(
+            irreps,
+            geometry.irreps_sh,
+            target,
+            num_species,
+            config.num_basis,
+            avg_num_neighbors,
+            config.radial_hidden,
+            config.radial_layers,
+            config.neighbor_norm,
+        )
+        layers.append(block)
+        irreps = block.irreps_out
+    layers.append(ScalarReadout(irreps, config.readout_hidden))
+    layers.append(SpeciesScaleShift(reference_energies, scale))
+    return nn.Sequential(*layers)

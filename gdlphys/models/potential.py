@@ -1,0 +1,123 @@
+"""A whole potential: species handling, the energy model, and forces/stress by autograd."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from ase.data import chemical_symbols
+from torch import nn
+
+from gdlphys import keys
+from gdlphys.models.config import ModelConfig
+from gdlphys.models.nequip import build_energy_model
+from gdlphys.nn.scatter import scatter_sum
+
+
+class UnknownElementError(ValueError):
+    """A structure holds an element that the potential was not trained on."""
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
+
+
+class Potential(nn.Module):
+    """E(3)-invariant energy model with conservative forces and stress.
+
+    ``forward`` takes a graph dict (positions, atomic numbers, cell, pbc, batch and a
+    neighbour list) and returns ENERGY [n_graphs] and ATOMIC_ENERGIES, plus
+    FORCES = -dE/dr and STRESS = (1/V) dE/d(strain) when asked. There is no force head:
+    forces are the exact gradient of the one energy, so MD conserves it.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        species: Sequence[int],
+        reference_energies: Sequence[float] | torch.Tensor,
+        avg_num_neighbors: float,
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        species = [int(z) for z in species]
+        if not species or len(set(species)) != len(species) or min(species) < 1 or max(species) > 118:
+            raise ValueError(f"species must be distinct atomic numbers in 1..118, got {species}")
+        self.config = config
+        self.species = tuple(species)
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        reference = torch.as_tensor(reference_energies, dtype=torch.float64)
+        if reference.shape != (len(species),):
+            raise ValueError(f"need one reference energy per species ({len(species)}), got shape {tuple(reference.shape)}")
+        lookup = torch.full((119,), -1, dtype=torch.long)
+        lookup[torch.tensor(species)] = torch.arange(len(species))
+        self.register_buffer("species_lookup", lookup, persistent=False)
+        self.model = build_energy_model(config, len(species), avg_num_neighbors, reference.float(), scale)
+
+    @property
+    def cutoff(self) -> float:
+        return self.config.cutoff
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(t.dtype for t in self.state_dict().values() if t.is_floating_point())
+
+    @property
+    def reference_energies(self) -> torch.Tensor:
+        return self.model[-1].reference_energies
+
+    def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers to species indices; raise naming any element the potential lacks."""
+        in_range = (numbers >= 1) & (numbers <= 118)
+        index = self.species_lookup[numbers.clamp(0, 118)]
+        bad = (~in_range) | (index < 0)
+        if bool(bad.any()):
+            unknown = sorted({int(z) for z in numbers[bad].tolist()})
+            names = ", ".join(_symbol(z) for z in unknown)
+            known = ", ".join(_symbol(z) for z in self.species)
+            raise UnknownElementError(f"element(s) {names} not supported by this potential (it knows {known})")
+        return index
+
+    def forward(
+        self,
+        data: dict[str, torch.Tensor],
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        data = dict(data)  # the caller's dict is left as it was
+        data[keys.SPECIES] = self.species_index(data[keys.ATOMIC_NUMBERS])
+        positions = data[keys.POSITIONS]
+        batch = data[keys.BATCH]
+        n_graphs = data[keys.CELL].shape[0]
+        inputs: list[torch.Tensor] = []
+        if compute_forces or compute_stress:
+            if not positions.requires_grad:
+                positions = positions.detach().requires_grad_(True)
+            inputs.append(positions)
+        if compute_stress:
+            # Differentiate w.r.t. a symmetric strain applied to positions and cell (virial route).
+            strain = torch.zeros((n_graphs, 3, 3), dtype=positions.dtype, device=positions.device, requires_grad=True)
+            symmetric = 0.5 * (strain + strain.transpose(-1, -2))
+            inputs.append(strain)
+            data[keys.POSITIONS] = positions + torch.einsum("ni,nij->nj", positions, symmetric[batch])
+            data[keys.CELL] = data[keys.CELL] + torch.bmm(data[keys.CELL], symmetric)
+        else:
+            data[keys.POSITIONS] = positions
+
+        data = self.model(data)
+        energy = scatter_sum(data[keys.ATOMIC_ENERGIES], batch, n_graphs)
+        out = {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: data[keys.ATOMIC_ENERGIES]}
+        if inputs:
+            grads = torch.autograd.grad(
+                energy.sum(), inputs, create_graph=create_graph or self.training, allow_unused=True
+            )
+            grad_pos = grads[0] if grads[0] is not None else torch.zeros_like(positions)
+            if compute_forces:
+                out[keys.FORCES] = -grad_pos
+            if compute_stress:
+                grad_strain = grads[1] if grads[1] is not None else torch.zeros_like(inputs[1])
+                volume = torch.linalg.det(data[keys.CELL]).abs()
+                out[keys.VIRIAL] = -grad_strain
+                out[keys.STRESS] = grad_strain / volume.clamp_min(1e-12).view(-1, 1, 1)
+        return out

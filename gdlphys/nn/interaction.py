@@ -1,0 +1,107 @@
+"""NequIP-style interaction: tensor-product convolution weighted by a radial MLP,
+neighbour sum, species-dependent self-connection, gated nonlinearity, residual."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+from torch import nn
+
+from gdlphys import keys
+from gdlphys.nn.scatter import scatter_sum
+
+_SCALAR_ACTS = {1: nn.functional.silu, -1: torch.tanh}  # by parity: odd scalars need odd functions
+_GATE_ACTS = {1: torch.sigmoid, -1: torch.tanh}
+
+
+def _gate_for(irreps_reachable: o3.Irreps, irreps_target: o3.Irreps) -> Gate:
+    """Gate whose output is the part of ``irreps_target`` that the convolution can reach."""
+    reachable = {ir for _, ir in irreps_reachable}
+    out = o3.Irreps([(mul, ir) for mul, ir in irreps_target if ir in reachable])
+    scalars = o3.Irreps([(mul, ir) for mul, ir in out if ir.l == 0])
+    gated = o3.Irreps([(mul, ir) for mul, ir in out if ir.l > 0])
+    gate_ir = o3.Irrep("0e") if o3.Irrep("0e") in reachable else o3.Irrep("0o")
+    gates = o3.Irreps([(mul, gate_ir) for mul, _ in gated])
+    return Gate(
+        scalars,
+        [_SCALAR_ACTS[ir.p] for _, ir in scalars],
+        gates,
+        [_GATE_ACTS[gate_ir.p] for _ in gates],
+        gated,
+    )
+
+
+def _convolution_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
+    """'uvu' paths from (features x Y) into every irrep of the target (NequIP's instruction set)."""
+    targets = {ir for _, ir in irreps_target}
+    mid, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_edge) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_edge:
+                if ir_out in targets:
+                    instructions.append((i, j, len(mid), "uvu", True))
+                    mid.append((mul, ir_out))
+    mid = o3.Irreps(mid)
+    mid_sorted, perm, _ = mid.sort()
+    instructions = [(i, j, perm[k], mode, train) for i, j, k, mode, train in instructions]
+    return mid_sorted, instructions
+
+
+class Interaction(nn.Module):
+    """One message-passing layer on NODE_FEATURES.
+
+    m_i = 1/norm * sum_j TP(h_j, Y(r_ij); w = MLP(radial(r_ij)))  (equivariant convolution)
+    h_i' = Gate(Linear(m_i) + SelfConnection(h_i, onehot(Z_i)))  (+ h_i when irreps match)
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_target: o3.Irreps,
+        num_species: int,
+        num_basis: int,
+        avg_num_neighbors: float,
+        radial_hidden: int = 64,
+        radial_layers: int = 2,
+        neighbor_norm: str = "sqrt",
+    ) -> None:
+        super().__init__()
+        if neighbor_norm not in ("sqrt", "mean"):
+            raise ValueError(f"neighbor_norm must be 'sqrt' or 'mean', got {neighbor_norm!r}")
+        if avg_num_neighbors <= 0:
+            raise ValueError(f"avg_num_neighbors must be positive, got {avg_num_neighbors}")
+        self.irreps_in = o3.Irreps(irreps_in)
+        irreps_sh = o3.Irreps(irreps_sh)
+        irreps_attrs = o3.Irreps(f"{num_species}x0e")
+        self.norm = math.sqrt(avg_num_neighbors) if neighbor_norm == "sqrt" else float(avg_num_neighbors)
+
+        irreps_mid, instructions = _convolution_irreps(self.irreps_in, irreps_sh, o3.Irreps(irreps_target))
+        self.gate = _gate_for(irreps_mid, o3.Irreps(irreps_target))
+        self.irreps_out = self.gate.irreps_out
+
+        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
+        self.tp = o3.TensorProduct(
+            self.irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = FullyConnectedNet(
+            [num_basis] + [radial_hidden] * radial_layers + [self.tp.weight_numel], nn.functional.silu
+        )
+        self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
+        # Per-species linear map: lets each element keep its own "memory" of its features.
+        self.self_connection = o3.FullyConnectedTensorProduct(self.irreps_in, irreps_attrs, self.gate.irreps_in)
+        self.residual = self.irreps_in == self.irreps_out
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        features = data[keys.NODE_FEATURES]
+        src, dst = data[keys.EDGE_INDEX]
+        weights = self.radial(data[keys.EDGE_RADIAL])
+        h = self.linear_in(features)
+        messages = self.tp(h[src], data[keys.EDGE_SH], weights)
+        pooled = scatter_sum(messages, dst, features.shape[0]) / self.norm
+        updated = self.gate(self.linear_out(pooled) + self.self_connection(features, data[keys.NODE_ATTRS]))
+        data[keys.NODE_FEATURES] = features + updated if self.residual else updated
+        return data

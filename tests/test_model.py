@@ -1,0 +1,108 @@
+"""The whole potential under E(3) x permutations, finite differences, extensivity, cutoff smoothness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gdlphys import keys
+from gdlphys.models.potential import UnknownElementError
+from gdlphys.testing import (
+    assert_forces_match_finite_differences,
+    assert_potential_equivariant,
+    assert_stress_matches_finite_differences,
+)
+from structures import batch_of, graph_of, random_crystal, random_molecule, tiny_potential
+
+TOL = {torch.float64: (1e-9, 1e-9), torch.float32: (2e-3, 2e-4)}  # (energy eV, forces eV/Å)
+
+
+@pytest.mark.parametrize("parity", [False, True])
+def test_equivariance_molecules_and_crystals(dtype, parity):
+    potential = tiny_potential(dtype, parity=parity)
+    data = batch_of([random_molecule(7, seed=1), random_crystal(3, seed=2), random_molecule(5, seed=3)], potential.cutoff, dtype)
+    e_tol, f_tol = TOL[dtype]
+    assert_potential_equivariant(potential, data, energy_atol=e_tol, forces_atol=f_tol, generator=torch.Generator().manual_seed(0))
+
+
+def test_equivariance_tolerances_of_the_issue_float64():
+    potential = tiny_potential(torch.float64, l_max=3, num_layers=3)
+    data = batch_of([random_molecule(12, seed=5)], potential.cutoff)
+    assert_potential_equivariant(potential, data, energy_atol=1e-6, forces_atol=1e-5)
+
+
+def test_forces_are_minus_gradient_molecule():
+    potential = tiny_potential()
+    assert_forces_match_finite_differences(potential, graph_of(random_molecule(6, seed=4), potential.cutoff), atol=1e-6)
+
+
+def test_forces_and_stress_periodic():
+    potential = tiny_potential()
+    data = graph_of(random_crystal(3, seed=7), potential.cutoff)
+    assert_forces_match_finite_differences(potential, data, atol=1e-6)
+    assert_stress_matches_finite_differences(potential, data, atol=1e-7)
+
+
+def test_supercell_is_extensive():
+    potential = tiny_potential()
+    atoms = random_crystal(3, seed=8)
+    supercell = atoms.repeat((2, 1, 3))
+    e1 = potential(graph_of(atoms, potential.cutoff))[keys.ENERGY].item()
+    out = potential(graph_of(supercell, potential.cutoff), compute_stress=True)
+    assert out[keys.ENERGY].item() == pytest.approx(6 * e1, abs=1e-8 * 6 * abs(e1))
+    small = potential(graph_of(atoms, potential.cutoff), compute_stress=True)
+    assert torch.allclose(out[keys.STRESS], small[keys.STRESS], atol=1e-9)
+
+
+def test_wrapping_atoms_changes_nothing():
+    potential = tiny_potential()
+    atoms = random_crystal(4, seed=9)
+    moved = atoms.copy()
+    moved.positions += moved.cell.array[0] * 2 - moved.cell.array[2] * 3  # whole lattice translations
+    moved.positions[1] += moved.cell.array[1]  # one atom to another image
+    ref = potential(graph_of(atoms, potential.cutoff))
+    out = potential(graph_of(moved, potential.cutoff))
+    assert out[keys.ENERGY].item() == pytest.approx(ref[keys.ENERGY].item(), abs=1e-9)
+    assert torch.allclose(out[keys.FORCES], ref[keys.FORCES], atol=1e-9)
+
+
+def test_batch_equals_separate():
+    potential = tiny_potential()
+    structures = [random_molecule(5, seed=s) for s in range(3)] + [random_crystal(2, seed=4)]
+    batched = potential(batch_of(structures, potential.cutoff))
+    for k, atoms in enumerate(structures):
+        alone = potential(graph_of(atoms, potential.cutoff))
+        assert batched[keys.ENERGY][k].item() == pytest.approx(alone[keys.ENERGY].item(), abs=1e-9)
+
+
+def test_energy_is_smooth_at_the_cutoff():
+    """Two atoms crossing the cutoff: energy and force go continuously to their isolated values."""
+    potential = tiny_potential()
+    from ase import Atoms
+
+    rc = potential.cutoff
+    energies, forces = [], []
+    for r in np.linspace(rc - 1e-3, rc + 1e-3, 11):
+        out = potential(graph_of(Atoms("CO", positions=[[0, 0, 0], [r, 0, 0]]), rc))
+        energies.append(out[keys.ENERGY].item())
+        forces.append(out[keys.FORCES][1, 0].item())
+    assert np.max(np.abs(np.diff(energies))) < 1e-9
+    assert np.max(np.abs(forces)) < 1e-8
+
+
+def test_unknown_element_is_named():
+    potential = tiny_potential()
+    from ase import Atoms
+
+    with pytest.raises(UnknownElementError, match="Si"):
+        potential(graph_of(Atoms("SiH4", positions=np.random.default_rng(0).normal(size=(5, 3)) * 2), potential.cutoff))
+
+
+def test_isolated_atoms_have_zero_force():
+    potential = tiny_potential()
+    from ase import Atoms
+
+    out = potential(graph_of(Atoms("CH", positions=[[0, 0, 0], [10, 0, 0]]), potential.cutoff))
+    assert torch.count_nonzero(out[keys.FORCES]) == 0
+    assert torch.isfinite(out[keys.ENERGY]).all()
