@@ -1,0 +1,82 @@
+"""``gdlphys train``: every model, fit and Lightning Trainer option from the command line or YAML."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import lightning as L
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from gdlphys.models.config import ModelConfig
+from gdlphys.train.config import FitConfig
+
+# Trainer options that gdlphys sets itself (logging, checkpoints, progress) or exposes under another name.
+_TRAINER_SKIP = {
+    "logger", "callbacks", "plugins", "default_root_dir", "enable_progress_bar", "enable_model_summary",
+    "enable_checkpointing", "max_time", "max_epochs", "gradient_clip_val", "num_sanity_val_steps",
+}
+
+
+def register(sub) -> None:
+    sub.add_parser(
+        "train", help="train a potential on HDF5 frames (see gdlphys train --help)", add_help=False
+    ).set_defaults(handler=run)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="gdlphys train",
+        description=(
+            "Train an equivariant potential. Options come from --config YAML files (sections model:, fit:, "
+            "trainer:) and the command line; an unknown or mistyped option fails before training starts. "
+            "A RUN_DIR holding a checkpoint is resumed."
+        ),
+        default_env=False,
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
+    parser.add_argument("--train", type=str, required=True, help="training frames (HDF5)")
+    parser.add_argument("--valid", type=Optional[str], default=None, help="validation frames (default: fit.valid_fraction of --train)")
+    parser.add_argument("--max-time", type=Optional[str], default=None, help="wall-clock budget, e.g. 15m, 1h30m")
+    parser.add_argument("--max-epochs", type=Optional[int], default=None, help="epoch budget (default 100 without --max-time)")
+    parser.add_argument("-o", "--output", type=str, required=True, help="RUN_DIR: potential.pt, checkpoints, metrics, plots")
+    parser.add_argument("--quiet", type=bool, default=False, help="no progress output")
+    parser.add_class_arguments(ModelConfig, "model")
+    parser.add_class_arguments(FitConfig, "fit")
+    parser.add_class_arguments(L.Trainer, "trainer", skip=_TRAINER_SKIP, fail_untyped=False, sub_configs=True)
+    return parser
+
+
+def _non_default(parser: ArgumentParser, values: dict, group: str) -> dict:
+    """Trainer options the user changed (the rest keep Lightning's own defaults)."""
+    defaults = parser.get_defaults()[group].as_dict()
+    return {k: v for k, v in values.items() if defaults.get(k) != v}
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    cfg = parser.parse_args(argv)
+    model = ModelConfig(**cfg.model.as_dict())
+    fit = FitConfig(**cfg.fit.as_dict())
+    trainer = _non_default(parser, cfg.trainer.as_dict(), "trainer")
+
+    from pathlib import Path
+
+    from gdlphys.io_utils import atomic_write
+    from gdlphys.train.run import train_potential
+
+    run_dir = Path(cfg.output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(run_dir / "config.yaml") as tmp:
+        Path(tmp).write_text(parser.dump(cfg, skip_none=False))
+    result = train_potential(
+        cfg.train, run_dir, cfg.valid, model=model, fit=fit, trainer=trainer,
+        max_time=cfg.max_time, max_epochs=cfg.max_epochs, progress=not cfg.quiet,
+    )
+    m = result.metrics
+    print(
+        f"trained {result.epochs} epochs; validation: energy MAE {1000 * m.get('val/energy_per_atom_mae', float('nan')):.2f} meV/atom, "
+        f"force MAE {1000 * m.get('val/forces_mae', float('nan')):.1f} meV/Å\npotential: {result.potential_path}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,125 @@
+"""Lightning DataModule: HDF5 frames -> graph dicts with neighbour lists -> batches."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from gdlphys import keys
+from gdlphys.graph import structure_graph
+from gdlphys.data.hdf5 import FrameReader
+from gdlphys.graph import collate
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a data file, recorded in every potential trained on it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def frame_to_graph(frame: dict[str, np.ndarray], cutoff: float, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+    """A frame of the HDF5 reader (numpy arrays) -> single-graph dict with labels."""
+    graph = structure_graph(frame["numbers"], frame["positions"], frame["cell"], frame["pbc"], cutoff=cutoff, dtype=dtype)
+    if frame.get("energy") is not None:
+        graph[keys.ENERGY] = torch.tensor([float(frame["energy"])], dtype=dtype)
+    if frame.get("forces") is not None:
+        graph[keys.FORCES] = torch.as_tensor(np.asarray(frame["forces"]), dtype=dtype).reshape(-1, 3)
+    if frame.get("stress") is not None:
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        full = voigt_6_to_full_3x3_stress(np.asarray(frame["stress"], dtype=np.float64))
+        graph[keys.STRESS] = torch.as_tensor(full, dtype=dtype).reshape(1, 3, 3)
+    if frame.get("dipole") is not None:
+        graph[keys.DIPOLE] = torch.as_tensor(np.asarray(frame["dipole"]), dtype=dtype).reshape(1, 3)
+    return graph
+
+
+class GraphDataset(Dataset):
+    """Frames of one HDF5 file as graph dicts; the file is opened lazily in each worker.
+
+    Neighbour lists of a frame never change, so they are computed once and kept.
+    """
+
+    def __init__(self, path: str | Path, cutoff: float, dtype: torch.dtype = torch.float32, cache: bool = True) -> None:
+        self.path = Path(path)
+        self.reader = FrameReader(self.path)
+        self.cutoff = float(cutoff)
+        self.dtype = dtype
+        self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        graph = frame_to_graph(self.reader[index], self.cutoff, self.dtype)
+        if self._cache is not None:
+            self._cache[index] = graph
+        return graph
+
+
+def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reproducible random split: the same (n, fraction, seed) always gives the same split."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, int(round(valid_fraction * n)))
+    if n - n_valid < 1:
+        raise ValueError(f"{n} frames are too few to hold out {valid_fraction:.0%} for validation")
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+class FramesDataModule(L.LightningDataModule):
+    """Training and validation frames; without a validation file, a seeded split of the training file."""
+
+    def __init__(
+        self,
+        train: str | Path,
+        valid: str | Path | None = None,
+        cutoff: float = 5.0,
+        batch_size: int = 8,
+        valid_batch_size: int = 32,
+        valid_fraction: float = 0.1,
+        seed: int = 0,
+        num_workers: int = 0,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.train_path, self.valid_path = Path(train), (Path(valid) if valid else None)
+        self.cutoff, self.dtype = cutoff, dtype
+        self.batch_size, self.valid_batch_size = batch_size, valid_batch_size
+        self.valid_fraction, self.seed, self.num_workers = valid_fraction, seed, num_workers
+        self.train_set: Dataset | None = None
+        self.valid_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        full = GraphDataset(self.train_path, self.cutoff, self.dtype)
+        if self.valid_path is not None:
+            self.train_set, self.valid_set = full, GraphDataset(self.valid_path, self.cutoff, self.dtype)
+        else:
+            train_idx, valid_idx = split_indices(len(full), self.valid_fraction, self.seed)
+            self.train_set, self.valid_set = Subset(full, train_idx.tolist()), Subset(full, valid_idx.tolist())
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+            num_workers=self.num_workers, generator=generator, persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.valid_set, batch_size=self.valid_batch_size, shuffle=False, collate_fn=collate,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )

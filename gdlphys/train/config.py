@@ -1,0 +1,62 @@
+"""Typed options of a training run (every one settable from YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class FitConfig:
+    """How the potential is fitted.
+
+    Attributes:
+        lr: initial Adam(W) learning rate.
+        weight_decay: AdamW weight decay.
+        energy_weight: weight of the per-atom energy MSE (eV^2/atom^2).
+        forces_weight: weight of the force-component MSE ((eV/Å)^2).
+        stress_weight: weight of the stress MSE ((eV/Å^3)^2), used where stress labels exist.
+        ema_decay: decay of the exponential moving average of the weights (0 disables EMA);
+            validation, checkpoints' best model and the exported potential use the average.
+        batch_size: training structures per step.
+        valid_batch_size: validation structures per step.
+        valid_fraction: held out for validation when no validation file is given.
+        lr_factor: factor of the LR-on-plateau schedule.
+        lr_patience: epochs without validation improvement before the LR drops.
+        min_lr: the schedule stops lowering the LR here.
+        grad_clip: gradient-norm clipping (0 disables).
+        seed: seeds the split, the initial weights and the shuffling.
+        num_workers: DataLoader worker processes.
+        dtype: precision the model is trained in ("float32" or "float64").
+    """
+
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    energy_weight: float = 1.0
+    forces_weight: float = 1.0
+    stress_weight: float = 0.0
+    ema_decay: float = 0.99
+    batch_size: int = 8
+    valid_batch_size: int = 32
+    valid_fraction: float = 0.1
+    lr_factor: float = 0.5
+    lr_patience: int = 4
+    min_lr: float = 1e-5
+    grad_clip: float = 10.0
+    seed: int = 0
+    num_workers: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"fit.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"fit.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.batch_size < 1 or self.valid_batch_size < 1:
+            raise ValueError("fit.batch_size and fit.valid_batch_size must be >= 1")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"fit.dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if min(self.energy_weight, self.forces_weight, self.stress_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

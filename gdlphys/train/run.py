@@ -1,0 +1,160 @@
+"""One training run: data -> statistics -> potential -> Lightning Trainer -> deployable potential file."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from gdlphys.data.datamodule import FramesDataModule, file_sha256
+from gdlphys.io_utils import atomic_write
+from gdlphys.models.config import ModelConfig
+from gdlphys.models.files import POTENTIAL_FILENAME, save_potential
+from gdlphys.models.potential import Potential
+from gdlphys.train.config import FitConfig
+from gdlphys.train.plots import plot_learning_curve
+from gdlphys.train.statistics import DatasetStatistics, compute_statistics
+from gdlphys.train.system import PotentialTask
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'15m', '1h30m', '90s', '2d', or 'DD:HH:MM:SS' -> timedelta."""
+    if ":" in text:
+        parts = [float(p) for p in text.split(":")]
+        parts = [0.0] * (4 - len(parts)) + parts
+        return timedelta(days=parts[0], hours=parts[1], minutes=parts[2], seconds=parts[3])
+    match = _DURATION.match(text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"cannot read the duration {text!r}; use e.g. 15m, 1h30m, 90s or DD:HH:MM:SS")
+    d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints go to a temporary name and are renamed: a kill never leaves a broken one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def _attempt_number(run_dir: Path) -> int:
+    """Each (re)start logs to its own CSV: Lightning's CSV logger would overwrite the earlier epochs."""
+    return len(metrics_files(run_dir)) if (run_dir / "logs").is_dir() else 0
+
+
+def metrics_files(run_dir: Path) -> list[Path]:
+    """The per-attempt metric logs of a run, oldest first."""
+    files = (run_dir / "logs").glob("attempt-*/metrics.csv")
+    return sorted(files, key=lambda p: int(p.parent.name.split("-")[1]))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    potential_path: Path
+    statistics: DatasetStatistics
+    metrics: dict[str, float]
+    epochs: int
+
+
+def build_potential(model: ModelConfig, statistics: DatasetStatistics, seed: int, dtype: torch.dtype) -> Potential:
+    """Fresh potential normalised by the training statistics; weights seeded without touching global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        potential = Potential(
+            model,
+            statistics.species,
+            statistics.reference_energies,
+            statistics.avg_num_neighbors,
+            scale=statistics.force_rms,
+        )
+    return potential.to(dtype)
+
+
+def train_potential(
+    train: str | Path,
+    output: str | Path,
+    valid: str | Path | None = None,
+    model: ModelConfig | None = None,
+    fit: FitConfig | None = None,
+    trainer: dict[str, Any] | None = None,
+    max_time: str | None = None,
+    max_epochs: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a potential; resumes from ``output/checkpoints/last.ckpt`` when a previous run was cut short."""
+    model = model or ModelConfig()
+    fit = fit or FitConfig()
+    run_dir = Path(output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dtype = getattr(torch, fit.dtype)
+
+    data = FramesDataModule(
+        train, valid, cutoff=model.cutoff, batch_size=fit.batch_size, valid_batch_size=fit.valid_batch_size,
+        valid_fraction=fit.valid_fraction, seed=fit.seed, num_workers=fit.num_workers, dtype=dtype,
+    )
+    data.setup("fit")
+    statistics = compute_statistics(data.train_set[i] for i in range(len(data.train_set)))
+    if progress:
+        print(f"gdlphys train: {len(data.train_set)} training / {len(data.valid_set)} validation frames; {statistics.summary()}", file=sys.stderr)
+    task = PotentialTask(build_potential(model, statistics, fit.seed, dtype), fit)
+
+    trainer_options = dict(trainer or {})
+    if max_time is not None:
+        trainer_options["max_time"] = parse_duration(max_time)
+    if max_epochs is not None:
+        trainer_options["max_epochs"] = max_epochs
+    if "max_time" not in trainer_options and trainer_options.get("max_epochs") is None:
+        trainer_options["max_epochs"] = 100
+    trainer_options.setdefault("accelerator", "auto")
+    trainer_options.setdefault("devices", 1)
+    if fit.grad_clip > 0:
+        trainer_options.setdefault("gradient_clip_val", fit.grad_clip)
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", save_top_k=1, save_last=True
+    )
+    callbacks = [checkpoints] + ([TQDMProgressBar(refresh_rate=10)] if progress else [])
+    lightning_trainer = L.Trainer(
+        default_root_dir=run_dir,
+        logger=CSVLogger(save_dir=run_dir / "logs", name="", version=f"attempt-{_attempt_number(run_dir)}"),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **trainer_options,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = last if last.is_file() else None
+    if resume is not None and progress:
+        print(f"gdlphys train: resuming from {resume}", file=sys.stderr)
+    lightning_trainer.fit(task, datamodule=data, ckpt_path=resume)
+
+    metrics = {k: float(v) for k, v in lightning_trainer.callback_metrics.items() if k.startswith("val/")}
+    metadata = {
+        "train_file": str(Path(train).resolve()),
+        "training_data_sha256": file_sha256(train),
+        "valid_file": str(Path(valid).resolve()) if valid else None,
+        "fit": fit.to_dict(),
+        "epochs": int(lightning_trainer.current_epoch),
+        "global_steps": int(lightning_trainer.global_step),
+        "validation": metrics,
+        "statistics": statistics.__dict__,
+    }
+    potential_path = save_potential(task.inference_potential, run_dir / POTENTIAL_FILENAME, metadata)
+    plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
+    return TrainResult(run_dir, potential_path, statistics, metrics, int(lightning_trainer.current_epoch))

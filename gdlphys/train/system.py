@@ -1,0 +1,98 @@
+"""The LightningModule: loss, metrics, optimiser, EMA. The potential is a plain module it holds."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+from gdlphys import keys
+from gdlphys.models.potential import Potential
+from gdlphys.train.config import FitConfig
+
+
+def _error_metrics() -> MetricCollection:
+    return MetricCollection({"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False)})
+
+
+class PotentialTask(L.LightningModule):
+    """Fits a Potential to energies (per atom), forces and, where labelled, stress."""
+
+    def __init__(self, potential: Potential, fit: FitConfig) -> None:
+        super().__init__()
+        self.potential = potential
+        self.fit = fit
+        # EMA of the weights: smoother validation curves and a better final model for little cost.
+        self.ema = (
+            AveragedModel(potential, multi_avg_fn=get_ema_multi_avg_fn(fit.ema_decay), use_buffers=True)
+            if fit.ema_decay > 0
+            else None
+        )
+        self.val_metrics = torch.nn.ModuleDict(
+            {name: _error_metrics() for name in ("energy", "energy_per_atom", "forces", "stress")}
+        )
+
+    @property
+    def inference_potential(self) -> Potential:
+        """The weights used for validation and export: the EMA average when enabled."""
+        return self.ema.module if self.ema is not None else self.potential
+
+    def _predict(self, model: Potential, batch: dict[str, torch.Tensor], training: bool) -> dict[str, torch.Tensor]:
+        want_stress = self.fit.stress_weight > 0 and keys.STRESS in batch and bool(batch[keys.PBC].all())
+        with torch.set_grad_enabled(True):
+            return model(batch, compute_forces=True, compute_stress=want_stress, create_graph=training)
+
+    def _loss(self, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
+        parts = {}
+        if keys.ENERGY in batch:
+            parts["energy"] = torch.mean(((pred[keys.ENERGY] - batch[keys.ENERGY]) / n_atoms) ** 2)
+        if keys.FORCES in batch:
+            parts["forces"] = torch.mean((pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
+        if keys.STRESS in pred and keys.STRESS in batch:
+            parts["stress"] = torch.mean((pred[keys.STRESS] - batch[keys.STRESS]) ** 2)
+        weights = {"energy": self.fit.energy_weight, "forces": self.fit.forces_weight, "stress": self.fit.stress_weight}
+        parts["loss"] = sum(weights[name] * value for name, value in parts.items())
+        return parts
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        pred = self._predict(self.potential, batch, training=True)
+        parts = self._loss(pred, batch)
+        n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
+        for name, value in parts.items():
+            self.log(f"train/{name}", value.detach(), batch_size=n_graphs, prog_bar=name == "loss", on_epoch=True, on_step=False)
+        return parts["loss"]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.potential)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        model = self.inference_potential
+        pred = self._predict(model, batch, training=False)
+        parts = self._loss(pred, batch)
+        n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
+        self.log("val/loss", parts["loss"].detach(), batch_size=n_graphs, prog_bar=True)
+        n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
+        if keys.ENERGY in batch:
+            self.val_metrics["energy"].update(pred[keys.ENERGY].detach(), batch[keys.ENERGY])
+            self.val_metrics["energy_per_atom"].update(pred[keys.ENERGY].detach() / n_atoms, batch[keys.ENERGY] / n_atoms)
+        if keys.FORCES in batch:
+            self.val_metrics["forces"].update(pred[keys.FORCES].detach(), batch[keys.FORCES])
+        if keys.STRESS in pred and keys.STRESS in batch:
+            self.val_metrics["stress"].update(pred[keys.STRESS].detach(), batch[keys.STRESS])
+
+    def on_validation_epoch_end(self) -> None:
+        for name, collection in self.val_metrics.items():
+            if collection["mae"].update_count > 0:  # e.g. no stress labels: nothing to report
+                for metric, value in collection.compute().items():
+                    self.log(f"val/{name}_{metric}", value, prog_bar=name == "forces" and metric == "mae")
+            collection.reset()
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.potential.parameters(), lr=self.fit.lr, weight_decay=self.fit.weight_decay, amsgrad=True)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.fit.lr_factor, patience=self.fit.lr_patience, min_lr=self.fit.min_lr
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}}

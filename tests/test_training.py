@@ -1,0 +1,83 @@
+"""Training end to end on a few real (GFN2-xTB) frames: loss goes down, files appear, resume, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gdlphys.cli import main
+from gdlphys.data import read_hdf5, write_hdf5
+from gdlphys.models.files import load_potential
+from gdlphys.train.plots import read_metric_rows
+from gdlphys.train.run import metrics_files
+
+ROOT = Path(__file__).resolve().parent.parent
+ETHANOL = ROOT / "datasets" / "ethanol-xtb" / "train.h5"
+TINY_CONFIG = """
+model: {cutoff: 4.0, num_features: 8, l_max: 1, num_layers: 1, num_basis: 6, radial_hidden: 16, readout_hidden: 8}
+fit: {batch_size: 4, valid_batch_size: 16, lr: 0.01, valid_fraction: 0.25}
+trainer: {accelerator: cpu}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "small.h5"
+    write_hdf5(path, read_hdf5(ETHANOL, index=slice(0, 32)), method="GFN2-xTB")
+    return path
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+def _val_losses(run: Path) -> list[float]:
+    return [float(r["val/loss"]) for r in read_metric_rows(metrics_files(run)) if r.get("val/loss")]
+
+
+def test_training_lowers_the_loss_and_writes_a_run_dir(small_set, config, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(small_set), "--config", str(config), "--max-epochs", "6", "--quiet", "true", "-o", str(run)]) == 0
+    losses = _val_losses(run)
+    assert len(losses) == 6 and min(losses[-2:]) < losses[0]
+    for name in ("potential.pt", "config.yaml", "learning_curve.png", "checkpoints/last.ckpt", "logs/attempt-0/metrics.csv"):
+        assert (run / name).is_file(), name
+    blob = torch.load(run / "potential.pt", weights_only=True)
+    for field in ("config", "species", "cutoff", "reference_energies", "units", "format_version", "metadata"):
+        assert field in blob
+    assert blob["species"] == [1, 6, 8] and blob["cutoff"] == 4.0
+    assert len(blob["metadata"]["training_data_sha256"]) == 64
+    potential = load_potential(run)
+    assert potential.config.num_features == 8
+
+    capsys.readouterr()
+    assert main(["eval", str(run), str(small_set), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "n_frames"} <= set(metrics)
+    assert metrics["n_frames"] == 32 and 0 < metrics["forces_mae"] < 5
+
+
+def test_resume_continues_from_the_last_checkpoint(small_set, config, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--train", str(small_set), "--config", str(config), "--quiet", "true", "-o", str(run)]
+    assert main(args + ["--max-epochs", "2"]) == 0
+    steps_after_two = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert main(args + ["--max-epochs", "3"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == steps_after_two * 3 // 2
+    assert len(_val_losses(run)) == 3
+
+
+def test_a_mistyped_option_fails_before_training(small_set, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {num_featurs: 8}\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--train", str(small_set), "--config", str(bad), "-o", str(tmp_path / "run")])
+    assert "num_featurs" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
