@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md import velocitydistribution
+from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 
@@ -66,7 +67,10 @@ def run_md(
         raise ValueError("steps must be >= 1 and the time step positive")
     rng = np.random.default_rng(seed)
     if temperature_k > 0:
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
+        if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the other name
+            velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
+        else:
+            velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
         Stationary(atoms)
         if not atoms.pbc.any():
             ZeroRotation(atoms)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.calculators.lj import LennardJones
 
 from gdlphys.calculator import GDLCalculator
@@ -50,9 +51,9 @@ def test_lennard_jones_oracle(structure, dtype):
 def test_forces_and_stress_against_ase_finite_differences():
     atoms = random_crystal(3, seed=11)
     atoms.calc = GDLCalculator(tiny_potential(torch.float32), dtype="float64")
-    numeric = atoms.calc.calculate_numerical_forces(atoms, d=1e-4)
+    numeric = calculate_numerical_forces(atoms, eps=1e-4)
     np.testing.assert_allclose(atoms.get_forces(), numeric, atol=1e-6)
-    numeric_stress = atoms.calc.calculate_numerical_stress(atoms, d=1e-5)
+    numeric_stress = calculate_numerical_stress(atoms, eps=1e-5)
     np.testing.assert_allclose(atoms.get_stress(), numeric_stress, atol=1e-7)
     assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
 

@@ -81,3 +81,27 @@ def test_a_mistyped_option_fails_before_training(small_set, tmp_path, capsys):
         main(["train", "--train", str(small_set), "--config", str(bad), "-o", str(tmp_path / "run")])
     assert "num_featurs" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_splits_are_reproducible_and_disjoint():
+    from gdlphys.data.datamodule import split_indices
+
+    train, valid = split_indices(100, 0.1, seed=3)
+    again_train, again_valid = split_indices(100, 0.1, seed=3)
+    assert (train == again_train).all() and (valid == again_valid).all()
+    assert len(valid) == 10 and not set(train) & set(valid) and len(set(train) | set(valid)) == 100
+    assert not (split_indices(100, 0.1, seed=4)[1] == valid).all()
+    with pytest.raises(ValueError, match="valid_fraction"):
+        split_indices(100, 1.5, seed=0)
+
+
+def test_durations():
+    from datetime import timedelta
+
+    from gdlphys.train.run import parse_duration
+
+    assert parse_duration("15m") == timedelta(minutes=15)
+    assert parse_duration("1h30m") == timedelta(hours=1, minutes=30)
+    assert parse_duration("00:00:02:30") == timedelta(minutes=2, seconds=30)
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("soon")

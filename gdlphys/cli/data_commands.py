@@ -65,7 +65,7 @@ def run_convert(args) -> int:
 
 
 def run_info(args) -> int:
-    from gdlphys.data.hdf5 import format_info, info
+    from gdlphys.data.summary import format_info, info
 
     summary = info(args.file)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_info(summary))

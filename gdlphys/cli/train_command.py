@@ -68,7 +68,7 @@ def run(argv: list[str]) -> int:
     run_dir = Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / "config.yaml") as tmp:
-        Path(tmp).write_text(parser.dump(cfg, skip_none=False))
+        Path(tmp).write_text(parser.dump(cfg))
     result = train_potential(
         cfg.train, run_dir, cfg.valid, model=model, fit=fit, trainer=trainer,
         max_time=cfg.max_time, max_epochs=cfg.max_epochs, progress=not cfg.quiet,

@@ -14,16 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from gdlphys.data.convert import convert
-from gdlphys.data.hdf5 import (
-    FORMAT_VERSION,
-    DataFormatError,
-    FrameReader,
-    FrameWriter,
-    format_info,
-    info,
-    read_hdf5,
-    write_hdf5,
-)
+from gdlphys.data.hdf5 import FORMAT_VERSION, DataFormatError, FrameReader, read_hdf5
+from gdlphys.data.hdf5_writer import FrameWriter, write_hdf5
+from gdlphys.data.summary import format_info, info
 
 __all__ = [
     "FORMAT_VERSION",

@@ -21,7 +21,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from gdlphys.data.hdf5 import DataFormatError, FrameWriter
+from gdlphys.data.hdf5 import DataFormatError
+from gdlphys.data.hdf5_writer import FrameWriter
 
 __all__ = ["convert", "frame_labels"]
 

@@ -31,7 +31,8 @@ from ase.constraints import FixCom
 from ase.md import velocitydistribution
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 
-from gdlphys.data.hdf5 import FrameWriter, read_hdf5
+from gdlphys.data.hdf5 import read_hdf5
+from gdlphys.data.hdf5_writer import FrameWriter
 from gdlphys.molecules import smiles_to_atoms
 
 __all__ = ["LabelFailure", "LabelResult", "label_atoms", "label_smiles", "tblite_calculator", "tblite_version"]
