@@ -14,7 +14,7 @@ from gdlphys.train.config import FitConfig
 # Trainer options that gdlphys sets itself (logging, checkpoints, progress) or exposes under another name.
 _TRAINER_SKIP = {
     "logger", "callbacks", "plugins", "default_root_dir", "enable_progress_bar", "enable_model_summary",
-    "enable_checkpointing", "max_time", "max_epochs", "gradient_clip_val", "num_sanity_val_steps",
+    "enable_checkpointing", "max_time", "max_epochs", "gradient_clip_val", "num_sanity_val_steps", "inference_mode",
 }
 
 

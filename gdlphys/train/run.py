@@ -136,6 +136,7 @@ def train_potential(
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        inference_mode=False,  # validation needs autograd: forces are -dE/dr
         **trainer_options,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
