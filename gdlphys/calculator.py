@@ -1,8 +1,11 @@
-"""The ASE calculator: attaches a gdlphys potential to MD, relaxations and vibrations."""
+"""The ASE calculator: attaches a gdlphys potential (or a committee of them) to MD, relaxations, vibrations."""
 
 from __future__ import annotations
 
+import copy
+import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -10,9 +13,13 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from gdlphys import keys
-from gdlphys.graph import structure_graph
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential
+from gdlphys.neighbours import NeighbourListCache
+
+
+class UncertaintyExceeded(RuntimeError):
+    """A committee's force spread passed the threshold the user set."""
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -31,18 +38,26 @@ def _resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype) -> tor
     return getattr(torch, dtype)
 
 
+PotentialLike = Potential | str | Path
+
+
 class GDLCalculator(Calculator):
-    """ASE calculator for a gdlphys potential.
+    """ASE calculator for a gdlphys potential, or the mean of a committee of potentials.
 
     Args:
         potential: a Potential, a shipped potential's name (e.g. "ethanol-xtb"), a potential
-            file, or the RUN_DIR of ``gdlphys train``.
+            file, or the RUN_DIR of ``gdlphys train``; or a list of these (a committee).
         device: "cpu", "cuda", "cuda:1", or None/"auto" (CUDA when present).
         dtype: "float32" or "float64"; None keeps the precision the potential was trained in.
             Any potential runs in float64 on request (a private copy; the original is untouched).
+        skin: neighbour-list skin in Å (0: search every call). Results do not depend on it.
+        dispersion: an ASE calculator whose energy, forces and stress are added (e.g. dftd3's DFTD3).
+        max_force_std: committee only: largest per-atom force spread (eV/Å) tolerated ...
+        on_exceed: ... beyond which the calculator warns ("warn") or raises UncertaintyExceeded ("stop").
 
     Results: ``energy``, ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å),
-    and ``stress`` (Voigt, eV/Å^3) for structures periodic in all three directions.
+    ``stress`` (Voigt, eV/Å^3) for structures periodic in all three directions; a committee
+    adds ``energy_std`` (eV) and ``forces_std`` (per atom, eV/Å).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -50,22 +65,50 @@ class GDLCalculator(Calculator):
 
     def __init__(
         self,
-        potential: Potential | str | Path,
+        potential: PotentialLike | Sequence[PotentialLike],
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        skin: float = 0.0,
+        dispersion: Calculator | None = None,
+        max_force_std: float | None = None,
+        on_exceed: str = "warn",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        loaded = load_potential(potential)
+        members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
+        if not members:
+            raise ValueError("a committee needs at least one potential")
+        if on_exceed not in ("warn", "stop"):
+            raise ValueError(f"on_exceed must be 'warn' or 'stop', got {on_exceed!r}")
+        if max_force_std is not None and len(members) < 2:
+            raise ValueError("max_force_std needs a committee (two or more potentials)")
         self.device = _resolve_device(device)
-        self.dtype = _resolve_dtype(dtype, loaded.dtype)
-        if loaded.dtype != self.dtype or loaded.species_lookup.device != self.device:
-            import copy
+        loaded = [load_potential(m) for m in members]
+        self.dtype = _resolve_dtype(dtype, loaded[0].dtype)
+        self.potentials = [self._prepare(p) for p in loaded]
+        self.neighbours = NeighbourListCache(max(p.cutoff for p in self.potentials), skin)
+        self.dispersion = dispersion
+        self.max_force_std, self.on_exceed = max_force_std, on_exceed
+        # per-instance copy: the class-level list is shared by every calculator
+        properties = list(type(self).implemented_properties)
+        if len(self.potentials) > 1:
+            properties += ["energy_std", "forces_std"]
+        if dispersion is not None:
+            properties.remove("energies")
+        self.implemented_properties = properties
 
-            loaded = copy.deepcopy(loaded)  # never change the caller's potential as a side effect
-        self.potential = loaded.to(device=self.device, dtype=self.dtype).eval()
-        for parameter in self.potential.parameters():
+    def _prepare(self, potential: Potential) -> Potential:
+        if potential.dtype != self.dtype or potential.species_lookup.device != self.device:
+            potential = copy.deepcopy(potential)  # never change the caller's potential as a side effect
+        potential = potential.to(device=self.device, dtype=self.dtype).eval()
+        for parameter in potential.parameters():
             parameter.requires_grad_(False)  # only positions (and strain) need gradients at inference
+        return potential
+
+    @property
+    def potential(self) -> Potential:
+        """The (first) potential."""
+        return self.potentials[0]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
@@ -76,20 +119,39 @@ class GDLCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not pbc.all():
             raise ValueError("stress needs a structure periodic in all three directions (atoms.pbc all True)")
-        graph = structure_graph(
-            atoms.numbers, atoms.positions, atoms.cell.array, pbc,
-            cutoff=self.potential.cutoff, dtype=self.dtype, device=self.device,
-        )
-        out = self.potential(graph, compute_forces=True, compute_stress=want_stress)
-        energy = float(out[keys.ENERGY].detach().sum().cpu())
-        if not np.isfinite(energy):
-            raise FloatingPointError(f"the potential gave a non-finite energy ({energy}) for this structure")
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": out[keys.ATOMIC_ENERGIES].detach().cpu().double().numpy(),
-            "forces": out[keys.FORCES].detach().cpu().double().numpy(),
-        }
+        graph = self.neighbours.graph(atoms.numbers, atoms.positions, atoms.cell.array, pbc, self.dtype, self.device)
+        outs = [p(graph, compute_forces=True, compute_stress=want_stress) for p in self.potentials]
+
+        def stacked(key: str) -> np.ndarray:
+            return torch.stack([o[key].detach() for o in outs]).cpu().double().numpy()
+
+        energies, forces, atomic = stacked(keys.ENERGY)[:, 0], stacked(keys.FORCES), stacked(keys.ATOMIC_ENERGIES)
+        energy = float(energies.mean())
+        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+            raise FloatingPointError(f"the potential gave a non-finite energy or forces (energy {energy}) for this structure")
+        results = {"energy": energy, "energies": atomic.mean(axis=0), "forces": forces.mean(axis=0)}
         if want_stress:
-            stress = out[keys.STRESS].detach().cpu().double().numpy()[0]
-            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+            results["stress"] = full_3x3_to_voigt_6_stress(stacked(keys.STRESS)[:, 0].mean(axis=0))
+        if len(outs) > 1:
+            results["energy_std"] = float(energies.std())
+            results["forces_std"] = np.sqrt(forces.var(axis=0).sum(axis=-1))
+        if self.dispersion is not None:
+            wanted = ["energy", "forces"] + (["stress"] if want_stress else [])
+            for name in wanted:
+                results[name] = results[name] + self.dispersion.get_property(name, atoms)
+            del results["energies"]  # D3 has no per-atom split; a partial one would not sum to the energy
+        results["free_energy"] = results["energy"]
+        self.results = results
+        if self.max_force_std is not None:
+            self._check_uncertainty(float(results["forces_std"].max()))
+
+    def _check_uncertainty(self, spread: float) -> None:
+        if spread <= self.max_force_std:
+            return
+        message = (
+            f"committee force spread {spread:.3f} eV/Å exceeds max_force_std {self.max_force_std} eV/Å: "
+            "the structure is outside what the potentials agree on"
+        )
+        if self.on_exceed == "stop":
+            raise UncertaintyExceeded(message)
+        warnings.warn(message, stacklevel=2)
