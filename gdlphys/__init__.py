@@ -4,6 +4,7 @@ Public API::
 
     gdlphys.load(name_or_path) -> Potential
     gdlphys.GDLCalculator(potential_or_name, device=None, dtype=None)   # an ASE Calculator
+    gdlphys.load_calculator(preset_name_or_path)                        # a preset of ase_calculators/
     gdlphys.data.write_hdf5(path, frames); gdlphys.data.read_hdf5(path) -> list[Atoms]
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["GDLCalculator", "ModelConfig", "Potential", "__version__", "load"]
+__all__ = ["GDLCalculator", "ModelConfig", "Potential", "__version__", "load", "load_calculator"]
 
 
 def __getattr__(name: str):
@@ -24,6 +25,10 @@ def __getattr__(name: str):
         from gdlphys.calculator import GDLCalculator
 
         return GDLCalculator
+    if name == "load_calculator":
+        from gdlphys.presets import load_calculator
+
+        return load_calculator
     if name == "Potential":
         from gdlphys.models.potential import Potential
 

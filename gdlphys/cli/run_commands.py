@@ -18,9 +18,16 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=["float32", "float64"], default=None)
     p.set_defaults(handler=run_eval)
 
-    p = sub.add_parser("md", help="molecular dynamics with ASE's integrators")
-    p.add_argument("potential", help="shipped name, potential file or RUN_DIR")
-    p.add_argument("structure", help="any file ase.io reads (first frame), or a SMILES string")
+    p = sub.add_parser(
+        "md", help="molecular dynamics with ASE's integrators",
+        usage="gdlphys md (POTENTIAL | --calc PRESET) STRUCTURE [options]",
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="[POTENTIAL] STRUCTURE",
+        help="potential (shipped name, file or RUN_DIR; omit with --calc), then a structure: any file ase.io "
+        "reads (first frame) or a SMILES string",
+    )
+    p.add_argument("--calc", metavar="PRESET", help="a calculator preset (ase_calculators/ name or YAML file) instead of POTENTIAL")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--dt", type=float, default=0.5, help="time step in fs (default 0.5)")
     p.add_argument("--temperature", type=float, default=300.0, help="initial / thermostat temperature in K")
@@ -94,8 +101,18 @@ def run_md_command(args) -> int:
     from gdlphys.calculator import GDLCalculator
     from gdlphys.md import run_md
 
-    atoms = _read_structure(args.structure)
-    atoms.calc = GDLCalculator(args.potential, device=_device(args.device), dtype=args.dtype)
+    expected = 1 if args.calc else 2
+    if len(args.inputs) != expected:
+        raise ValueError(
+            "give a structure after --calc PRESET" if args.calc else "give a POTENTIAL and a STRUCTURE (or --calc PRESET STRUCTURE)"
+        )
+    atoms = _read_structure(args.inputs[-1])
+    if args.calc:
+        from gdlphys.presets import load_calculator
+
+        atoms.calc = load_calculator(args.calc)
+    else:
+        atoms.calc = GDLCalculator(args.inputs[0], device=_device(args.device), dtype=args.dtype)
     report = run_md(
         atoms, steps=args.steps, timestep_fs=args.dt, temperature_k=args.temperature, ensemble=args.ensemble,
         friction_per_fs=args.friction, trajectory=args.traj, interval=args.interval, seed=args.seed,
