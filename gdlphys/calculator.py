@@ -41,6 +41,17 @@ def _resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype) -> tor
 PotentialLike = Potential | str | Path
 
 
+def _check_finite(atoms) -> None:
+    """Name the first atom whose position is NaN or infinite, or a non-finite cell."""
+    bad = ~np.isfinite(atoms.positions).all(axis=1)
+    if bad.any():
+        atom = int(np.flatnonzero(bad)[0])
+        symbol = atoms.get_chemical_symbols()[atom]
+        raise ValueError(f"position of atom {atom} ({symbol}) is not finite: {atoms.positions[atom].tolist()}")
+    if not np.isfinite(atoms.cell.array).all():
+        raise ValueError(f"the cell is not finite: {atoms.cell.array.tolist()}")
+
+
 class GDLCalculator(Calculator):
     """ASE calculator for a gdlphys potential, or the mean of a committee of potentials.
 
@@ -115,6 +126,7 @@ class GDLCalculator(Calculator):
         atoms = self.atoms
         if len(atoms) == 0:
             raise ValueError("cannot evaluate an empty structure (0 atoms)")
+        _check_finite(atoms)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         want_stress = "stress" in properties
         if want_stress and not pbc.all():

@@ -65,8 +65,9 @@ def run_md(
         raise ValueError(f"ensemble must be 'nve' or 'langevin', got {ensemble!r}")
     if steps < 1 or timestep_fs <= 0:
         raise ValueError("steps must be >= 1 and the time step positive")
+    atoms.get_forces()  # a structure the potential cannot take fails here, named, before any set-up
     rng = np.random.default_rng(seed)
-    if temperature_k > 0:
+    if temperature_k > 0 and len(atoms) > 1:  # a lone atom with its centre of mass at rest has no motion left
         if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the other name
             velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
         else:
@@ -88,11 +89,7 @@ def run_md(
         epot = atoms.get_potential_energy()
         forces = atoms.get_forces()
         if not (np.isfinite(epot) and np.all(np.isfinite(forces))):
-            raise FloatingPointError(
-                f"MD stopped at step {dyn.nsteps}: non-finite energy or forces (E = {epot}); "
-                f"the structure has likely left the potential's domain"
-                + (f"; trajectory so far kept in {trajectory}" if trajectory else "")
-            )
+            raise FloatingPointError(f"non-finite energy or forces (E = {epot})")
         energies.append(epot + atoms.get_kinetic_energy())
         temperatures.append(atoms.get_temperature())
 
@@ -112,7 +109,13 @@ def run_md(
     try:
         atoms.get_forces()  # first evaluation outside the timing: it builds caches
         start = time.perf_counter()
-        dyn.run(steps)
+        try:
+            dyn.run(steps)
+        except FloatingPointError as err:
+            kept = f"; the trajectory so far is kept in {trajectory}" if trajectory else ""
+            raise FloatingPointError(
+                f"MD stopped at step {dyn.nsteps}: {err}; the structure has likely left the potential's domain{kept}"
+            ) from err
         elapsed = time.perf_counter() - start
     finally:
         if traj is not None:

@@ -51,7 +51,7 @@ def tiny_config(**overrides) -> ModelConfig:
 
 
 def tiny_potential(dtype: torch.dtype = torch.float64, seed: int = 0, **overrides) -> Potential:
-    """Random weights, with non-trivial scale/shift so every parameter matters."""
+    """Random weights, with non-trivial scale/shift (the shift cancels: isolated atoms sit at E0)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         potential = Potential(tiny_config(**overrides), SPECIES, [-13.6, -1030.0, -1485.0, -2040.0], 12.0, scale=0.7)

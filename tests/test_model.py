@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 
 from gdlphys import keys
 from gdlphys.models.potential import UnknownElementError
@@ -99,10 +100,53 @@ def test_unknown_element_is_named():
         potential(graph_of(Atoms("SiH4", positions=np.random.default_rng(0).normal(size=(5, 3)) * 2), potential.cutoff))
 
 
-def test_isolated_atoms_have_zero_force():
-    potential = tiny_potential()
+def test_isolated_atoms_have_zero_force_and_their_reference_energy(dtype):
+    potential = tiny_potential(dtype)
     from ase import Atoms
 
-    out = potential(graph_of(Atoms("CH", positions=[[0, 0, 0], [10, 0, 0]]), potential.cutoff))
+    e0 = potential.reference_energies  # H, C, N, O
+    out = potential(graph_of(Atoms("CH", positions=[[0, 0, 0], [10, 0, 0]]), potential.cutoff, dtype))
     assert torch.count_nonzero(out[keys.FORCES]) == 0
-    assert torch.isfinite(out[keys.ENERGY]).all()
+    assert torch.equal(out[keys.ATOMIC_ENERGIES], e0[[1, 0]])
+    # a batch: a molecule, a lone atom, and a molecule with one far-away atom
+    far = random_molecule(5, seed=4) + Atoms("N", positions=[[20.0, 0, 0]])
+    data = batch_of([random_molecule(6, seed=3), Atoms("O"), far], potential.cutoff, dtype)
+    out = potential(data)
+    assert torch.equal(out[keys.ATOMIC_ENERGIES][6], e0[3]) and torch.equal(out[keys.ATOMIC_ENERGIES][-1], e0[2])
+    assert torch.count_nonzero(out[keys.FORCES][6]) == 0 and torch.count_nonzero(out[keys.FORCES][-1]) == 0
+    bound = e0[potential.species_index(data[keys.ATOMIC_NUMBERS][:6])].sum()
+    assert abs(float(out[keys.ENERGY][0] - bound)) > 1e-3  # neighbours do change the energy
+
+
+def test_isolated_anchoring_is_learnt_through_in_training():
+    """In training the correction is recomputed every call, so gradients reach every weight."""
+    potential = tiny_potential(torch.float64).train()
+    data = graph_of(random_molecule(6, seed=5), potential.cutoff)
+    potential(data, compute_forces=False)[keys.ENERGY].sum().backward()
+    embedding = potential.model[0].linear.weight
+    assert embedding.grad is not None and embedding.grad.abs().sum() > 0
+    with torch.no_grad():
+        embedding.add_(0.1)
+    lone = graph_of(Atoms("C"), potential.cutoff)
+    assert potential(lone, compute_forces=False)[keys.ENERGY].item() == potential.reference_energies[1].item()
+
+
+def test_inference_cache_follows_weight_changes():
+    potential = tiny_potential(torch.float64)
+    for parameter in potential.parameters():
+        parameter.requires_grad_(False)
+    molecule = graph_of(random_molecule(6, seed=5), potential.cutoff)
+    lone = graph_of(Atoms("C"), potential.cutoff)
+    before = potential(molecule, compute_forces=False)[keys.ENERGY]
+    with torch.no_grad():
+        potential.model[0].linear.weight.mul_(1.5)  # in place: bumps the version counter
+    after = potential(molecule, compute_forces=False)[keys.ENERGY]
+    assert after != before
+    assert potential(lone, compute_forces=False)[keys.ENERGY].item() == potential.reference_energies[1].item()
+    other = tiny_potential(torch.float64, seed=1)
+    potential.load_state_dict(other.state_dict())
+    assert potential(molecule, compute_forces=False)[keys.ENERGY] == other(molecule, compute_forces=False)[keys.ENERGY]
+    potential.to(torch.float32)
+    molecule32 = graph_of(random_molecule(6, seed=5), potential.cutoff, torch.float32)
+    expected = other.to(torch.float32)(molecule32, compute_forces=False)[keys.ENERGY]
+    assert potential(molecule32, compute_forces=False)[keys.ENERGY] == expected

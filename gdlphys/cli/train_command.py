@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from argparse import ArgumentError
 from typing import Optional
 
 import lightning as L
@@ -55,16 +56,25 @@ def _non_default(parser: ArgumentParser, values: dict, group: str) -> dict:
 
 def run(argv: list[str]) -> int:
     parser = build_parser()
-    cfg = parser.parse_args(argv)
+    parser.exit_on_error = False  # one clear line instead of a page of usage
+    try:
+        cfg = parser.parse_args(argv)
+    except ArgumentError as err:
+        reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"gdlphys train: error: {reason} (see gdlphys train --help)", file=sys.stderr)
+        return 2
     model = ModelConfig(**cfg.model.as_dict())
     fit = FitConfig(**cfg.fit.as_dict())
     trainer = _non_default(parser, cfg.trainer.as_dict(), "trainer")
 
     from pathlib import Path
 
+    from gdlphys.data.hdf5 import FrameReader
     from gdlphys.io_utils import atomic_write
     from gdlphys.train.run import train_potential
 
+    for data_file in filter(None, (cfg.train, cfg.valid)):
+        FrameReader(data_file).close()  # a missing or broken data file fails before the RUN_DIR is made
     run_dir = Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / "config.yaml") as tmp:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from gdlphys import keys
 from gdlphys.graph import structure_graph
@@ -61,10 +62,38 @@ class GraphDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        graph = frame_to_graph(self.reader[index], self.cutoff, self.dtype)
+        try:
+            graph = frame_to_graph(self.reader[index], self.cutoff, self.dtype)
+        except ValueError as err:  # e.g. two atoms on top of each other: name the file and frame
+            if str(self.path) in str(err):
+                raise
+            raise ValueError(f"{self.path}, frame {index}: {err}") from err
         if self._cache is not None:
             self._cache[index] = graph
         return graph
+
+
+class EpochShuffler(Sampler[int]):
+    """A fresh permutation of the training frames each epoch, a function of (seed, epoch) alone.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from an end-of-epoch
+    checkpoint draws exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+        return iter(order.tolist())
 
 
 def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,10 +141,9 @@ class FramesDataModule(L.LightningDataModule):
             self.train_set, self.valid_set = Subset(full, train_idx.tolist()), Subset(full, valid_idx.tolist())
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
-            num_workers=self.num_workers, generator=generator, persistent_workers=self.num_workers > 0,
+            self.train_set, batch_size=self.batch_size, sampler=EpochShuffler(len(self.train_set), self.seed),
+            collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader:

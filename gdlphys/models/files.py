@@ -9,6 +9,7 @@ with the weights.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -21,8 +22,9 @@ from gdlphys.models.potential import Potential
 from gdlphys.paths import find_shipped, shipped_names
 
 FORMAT = "gdlphys-potential"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an atom without neighbours has exactly its reference energy (1 is migrated on load)
 POTENTIAL_FILENAME = "potential.pt"
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
 
@@ -49,29 +51,51 @@ def potential_to_dict(potential: Potential, metadata: dict | None = None) -> dic
 
 
 def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
+    if isinstance(blob, dict) and "pytorch-lightning_version" in blob:
+        raise PotentialFileError(
+            f"{source} is a Lightning training checkpoint, not a potential file: load the run folder "
+            f"or its {POTENTIAL_FILENAME} instead"
+        )
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise PotentialFileError(f"{source} is not a gdlphys potential file")
+        raise PotentialFileError(f"{source} is not a gdlphys potential file (no format {FORMAT!r} record)")
     version = blob.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise PotentialFileError(f"{source} has an invalid potential format version {version!r}")
+    if version > FORMAT_VERSION:
         raise PotentialFileError(
             f"{source} has potential format version {version}; this gdlphys ({gdlphys.__version__}) reads "
             f"up to {FORMAT_VERSION}: upgrade gdlphys"
         )
     units = blob.get("units", {})
-    if units.get("energy") != "eV" or units.get("length") != "Angstrom":
+    if not isinstance(units, dict) or units.get("energy") != "eV" or units.get("length") != "Angstrom":
         raise PotentialFileError(f"{source} uses units {units}; gdlphys potentials are in eV and Angstrom")
+    dtype = blob.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise PotentialFileError(f"{source} has an unsupported dtype {dtype!r} (float32 or float64)")
     try:
         config = ModelConfig.from_dict(blob["config"])
         state = blob["state_dict"]
         potential = Potential(
             config, blob["species"], blob["reference_energies"], blob["avg_num_neighbors"], scale=1.0
         )
-        potential.to(getattr(torch, blob.get("dtype", "float32")))
+        potential.to(getattr(torch, dtype))
         potential.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError) as err:
-        raise PotentialFileError(f"{source} is damaged or inconsistent: {err}") from err
-    potential.metadata = dict(blob.get("metadata", {}))
+        if version < 2:
+            _anchor_version_1(potential)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        reason = f"missing field {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0]
+        raise PotentialFileError(f"{source} is damaged or inconsistent: {reason}") from err
+    potential.metadata = dict(blob.get("metadata") or {})
     return potential
+
+
+def _anchor_version_1(potential: Potential) -> None:
+    """Version-1 files gave an isolated atom E0 + the network's constant for its species; folding
+    that constant into E0 makes this gdlphys give every structure the energy the file was trained to."""
+    model = potential.model
+    with torch.no_grad():
+        isolated = model.network_isolated_energies(model.reference_energies.dtype, model.reference_energies.device)
+        model.reference_energies.copy_(isolated)
 
 
 def save_potential(potential: Potential, path: str | Path, metadata: dict | None = None) -> Path:
@@ -108,11 +132,17 @@ def load_potential(name_or_path: str | Path | Potential, map_location: str | tor
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        found = _UNSAFE_GLOBAL.search(str(err))
+        if found is None:  # not a refused global: bytes that are no pickle at all
+            raise PotentialFileError(f"{path} is not a readable potential file (truncated or corrupt?)") from err
+        what = f"the Python object {found.group(1)}"
         raise PotentialFileError(
-            f"{path} refused: loading it would need unpickling arbitrary code, which gdlphys never does ({err})"
+            f"{path} refused: it holds {what}, and loading it would run arbitrary code; gdlphys loads only "
+            f"weights and plain values (re-save it with gdlphys.save_potential from a trusted source)"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise PotentialFileError(f"{path} is not a readable potential file (truncated or corrupt?): {err}") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PotentialFileError(f"{path} is not a readable potential file (truncated or corrupt?): {reason}") from err
     potential = potential_from_dict(blob, str(path))
     potential.source = str(path)
     return potential.eval()

@@ -7,6 +7,7 @@ from e3nn import o3
 from torch import nn
 
 from gdlphys.models.config import ModelConfig
+from gdlphys.models.energy_model import EnergyModel
 from gdlphys.nn import EdgeGeometry, Interaction, ScalarReadout, SpeciesEmbedding, SpeciesScaleShift
 
 
@@ -22,7 +23,7 @@ def hidden_irreps(config: ModelConfig) -> o3.Irreps:
 
 def build_energy_model(
     config: ModelConfig, num_species: int, avg_num_neighbors: float, reference_energies: torch.Tensor, scale: float
-) -> nn.Sequential:
+) -> EnergyModel:
     """Modules that map a graph dict with SPECIES and edges to ATOMIC_ENERGIES (eV)."""
     embedding = SpeciesEmbedding(num_species, config.num_features)
     geometry = EdgeGeometry(config.cutoff, config.l_max, config.num_basis, config.cutoff_p)
@@ -45,4 +46,4 @@ def build_energy_model(
         irreps = block.irreps_out
     layers.append(ScalarReadout(irreps, config.readout_hidden))
     layers.append(SpeciesScaleShift(reference_energies, scale))
-    return nn.Sequential(*layers)
+    return EnergyModel(num_species, *layers)

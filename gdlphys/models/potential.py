@@ -28,7 +28,8 @@ class Potential(nn.Module):
     ``forward`` takes a graph dict (positions, atomic numbers, cell, pbc, batch and a
     neighbour list) and returns ENERGY [n_graphs] and ATOMIC_ENERGIES, plus
     FORCES = -dE/dr and STRESS = (1/V) dE/d(strain) when asked. There is no force head:
-    forces are the exact gradient of the one energy, so MD conserves it.
+    forces are the exact gradient of the one energy, so MD conserves it. An atom with no
+    neighbour within the cutoff has exactly its element's reference energy and zero force.
     """
 
     def __init__(

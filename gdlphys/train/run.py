@@ -124,10 +124,13 @@ def train_potential(
     trainer_options.setdefault("devices", 1)
     if fit.grad_clip > 0:
         trainer_options.setdefault("gradient_clip_val", fit.grad_clip)
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", save_top_k=1, save_last=True
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", save_top_k=1)
+    # Lightning's save_last only rewrites last.ckpt when val/loss improves: a separate callback
+    # writes it after every epoch, so a killed run resumes from its latest epoch, not its best.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
-    callbacks = [checkpoints] + ([TQDMProgressBar(refresh_rate=10)] if progress else [])
+    callbacks = [best, last] + ([TQDMProgressBar(refresh_rate=10)] if progress else [])
     lightning_trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=CSVLogger(save_dir=run_dir / "logs", name="", version=f"attempt-{_attempt_number(run_dir)}"),
@@ -139,8 +142,8 @@ def train_potential(
         inference_mode=False,  # validation needs autograd: forces are -dE/dr
         **trainer_options,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume = last if last.is_file() else None
+    last_path = run_dir / "checkpoints" / "last.ckpt"
+    resume = last_path if last_path.is_file() else None
     if resume is not None and progress:
         print(f"gdlphys train: resuming from {resume}", file=sys.stderr)
     lightning_trainer.fit(task, datamodule=data, ckpt_path=resume)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 
 from gdlphys import keys
 from gdlphys.models.potential import Potential
@@ -29,6 +29,7 @@ class PotentialTask(L.LightningModule):
             if fit.ema_decay > 0
             else None
         )
+        self.val_loss = MeanMetric().set_dtype(torch.float64)  # full precision for the plateau test
         self.val_metrics = torch.nn.ModuleDict(
             {name: _error_metrics() for name in ("energy", "energy_per_atom", "forces", "stress")}
         )
@@ -73,7 +74,7 @@ class PotentialTask(L.LightningModule):
         pred = self._predict(model, batch, training=False)
         parts = self._loss(pred, batch)
         n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
-        self.log("val/loss", parts["loss"].detach(), batch_size=n_graphs, prog_bar=True)
+        self.val_loss.update(parts["loss"].detach(), n_graphs)
         n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
         if keys.ENERGY in batch:
             self.val_metrics["energy"].update(pred[keys.ENERGY].detach(), batch[keys.ENERGY])
@@ -84,11 +85,21 @@ class PotentialTask(L.LightningModule):
             self.val_metrics["stress"].update(pred[keys.STRESS].detach(), batch[keys.STRESS])
 
     def on_validation_epoch_end(self) -> None:
+        val_loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("val/loss", val_loss, prog_bar=True)
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            # Stepped here, not after the epoch as Lightning would: the checkpoint written at the end
+            # of validation then holds the schedule of the next epoch, and a resumed run follows it.
+            self.lr_schedulers().step(float(val_loss))
         for name, collection in self.val_metrics.items():
             if collection["mae"].update_count > 0:  # e.g. no stress labels: nothing to report
                 for metric, value in collection.compute().items():
                     self.log(f"val/{name}_{metric}", value, prog_bar=name == "forces" and metric == "mae")
             collection.reset()
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Nothing: the plateau schedule is stepped in ``on_validation_epoch_end``."""
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.potential.parameters(), lr=self.fit.lr, weight_decay=self.fit.weight_decay, amsgrad=True)
