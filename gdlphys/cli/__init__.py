@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.register(sub)
     train_command.register(sub)
     run_commands.register(sub)
+    run_commands.register_predict(sub)
     return parser
 
 

@@ -120,3 +120,67 @@ def run_md_command(args) -> int:
     )
     print(json.dumps(report.to_dict()) if args.json else report.describe())
     return 0
+
+
+def register_predict(sub) -> None:
+    p = sub.add_parser("predict", help="properties of molecules from SMILES (relaxed geometry, dipole, vibrations, thermochemistry)")
+    p.add_argument("smiles", nargs="*", help="SMILES strings")
+    p.add_argument("--file", help="a file with one SMILES per line (e.g. RDKit's .smi files)")
+    p.add_argument("--potential", default=None, help="shipped name, file or RUN_DIR (default: the broadest shipped potential)")
+    p.add_argument("--conformers", type=int, default=5, help="RDKit conformers relaxed per molecule (default 5)")
+    p.add_argument("--temperature", type=float, default=298.15, help="K, for H, S and G (default 298.15)")
+    p.add_argument("--pressure", type=float, default=101325.0, help="Pa (default 101325)")
+    p.add_argument("--fmax", type=float, default=0.005, help="relaxation threshold, eV/Å (default 0.005)")
+    p.add_argument("--reference", choices=["xtb"], help="also compute everything with GFN2-xTB, side by side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON list, one object per input, in input order")
+    out.add_argument("--csv", metavar="OUT", help="write scalar properties as CSV")
+    p.add_argument("--xyz", metavar="OUT", help="write the relaxed structures (extxyz)")
+    p.set_defaults(handler=run_predict)
+
+
+def run_predict(args) -> int:
+    from gdlphys.predict import predict, read_smiles_file
+
+    smiles = list(args.smiles) + (read_smiles_file(args.file) if args.file else [])
+    if not smiles:
+        raise ValueError("give SMILES strings or --file")
+    results = predict(
+        smiles, args.potential, conformers=args.conformers, temperature_k=args.temperature,
+        pressure_pa=args.pressure, fmax=args.fmax, reference=args.reference, seed=args.seed,
+        device=args.device, progress=not args.json,
+    )
+    if args.xyz:
+        import ase.io
+
+        from gdlphys.io_utils import atomic_write
+
+        with atomic_write(args.xyz) as tmp:
+            ase.io.write(tmp, [r.atoms() for r in results if r.error is None], format="extxyz")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=1))
+    elif args.csv:
+        import csv
+
+        from gdlphys.io_utils import atomic_write
+
+        columns = ["smiles", "energy", "dipole_debye", "zpe_ev", "enthalpy_ev", "entropy_ev_per_k", "gibbs_ev", "n_imaginary", "error"]
+        with atomic_write(args.csv) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for r in results:
+                writer.writerow([getattr(r, c) for c in columns])
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.smiles}: error: {r.error}")
+            else:
+                dip = f", dipole {r.dipole_debye:.2f} D" if r.dipole_debye is not None else ""
+                print(
+                    f"{r.smiles}: E = {r.energy:.4f} eV{dip}, ZPE {r.zpe_ev:.3f} eV, H {r.enthalpy_ev:.4f} eV, "
+                    f"G {r.gibbs_ev:.4f} eV ({r.temperature_k:.0f} K); {len(r.frequencies_cm1)} modes, "
+                    f"lowest {min(r.frequencies_cm1, default=0):.0f} cm^-1, {r.n_imaginary} imaginary"
+                )
+    return 1 if all(r.error for r in results) else 0

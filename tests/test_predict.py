@@ -1,0 +1,59 @@
+"""SMILES -> properties: exact autograd Hessian, frequencies against ASE, per-molecule errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.optimize import BFGS
+from ase.vibrations import Vibrations
+
+from gdlphys.calculator import GDLCalculator
+from gdlphys.predict import predict
+from gdlphys.vibrations import geometry_kind, harmonic_modes, hessian_autograd, hessian_finite_differences
+from structures import random_molecule, tiny_potential
+
+
+def test_autograd_hessian_equals_finite_differences():
+    atoms = random_molecule(5, seed=1)
+    calc = GDLCalculator(tiny_potential(), dtype="float64")
+    atoms.calc = calc
+    exact = hessian_autograd(calc, atoms)
+    numeric = hessian_finite_differences(atoms, step=1e-4)
+    np.testing.assert_allclose(exact, numeric, atol=1e-5)
+    np.testing.assert_allclose(exact, exact.T, atol=1e-12)
+
+
+def test_frequencies_agree_with_ase_vibrations(tmp_path, monkeypatch):
+    from gdlphys.data.label import tblite_calculator
+
+    monkeypatch.chdir(tmp_path)  # ASE's Vibrations writes its cache to the working directory
+    water = Atoms("OH2", positions=[[0, 0, 0.12], [0, 0.76, -0.47], [0, -0.76, -0.47]])
+    water.calc = tblite_calculator()
+    BFGS(water, logfile=None).run(fmax=1e-4)
+    ours = harmonic_modes(water, hessian_finite_differences(water, step=0.01)).frequencies_cm1
+    vib = Vibrations(water, delta=0.01)
+    vib.run()
+    theirs = np.sort(vib.get_frequencies().real)[-3:]
+    np.testing.assert_allclose(ours, theirs, atol=2.0)
+
+
+def test_geometry_kinds():
+    assert geometry_kind(Atoms("Ar")) == "monatomic"
+    assert geometry_kind(Atoms("CO2", positions=[[0, 0, 0], [0, 0, 1.16], [0, 0, -1.16]])) == "linear"
+    assert geometry_kind(Atoms("OH2", positions=[[0, 0, 0], [0, 0.76, 0.58], [0, -0.76, 0.58]])) == "nonlinear"
+
+
+def test_predict_keeps_order_and_reports_each_failure():
+    inputs = ["CCO", "C1CC", "[NH4+]", "CCl", "CO.O"]
+    results = predict(inputs, "ethanol-xtb", conformers=2, progress=False)
+    assert [r.smiles for r in results] == inputs
+    ethanol = results[0]
+    assert ethanol.error is None and len(ethanol.frequencies_cm1) == 21 and ethanol.n_imaginary == 0
+    assert len(ethanol.conformer_energies) == 2 and ethanol.energy == pytest.approx(min(ethanol.conformer_energies))
+    assert 1.8 < ethanol.zpe_ev < 2.4  # ethanol's ZPE is about 2.1 eV
+    assert ethanol.gibbs_ev < ethanol.enthalpy_ev and ethanol.entropy_ev_per_k > 0
+    assert "invalid SMILES" in results[1].error
+    assert "charge" in results[2].error
+    assert "Cl" in results[3].error
+    assert "fragment" in results[4].error
