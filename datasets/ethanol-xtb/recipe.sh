@@ -8,6 +8,8 @@ gdlphys=${GDLPHYS:-.venv/bin/gdlphys}
 $gdlphys data label "CCO" -o $here/train.h5 --frames 1000 --temperature 500 --seed 0 --stride 10 --timestep 0.5
 # Test frames: an independent trajectory (another seed), never seen in training.
 $gdlphys data label "CCO" -o $here/test.h5 --frames 200 --temperature 500 --seed 1 --stride 10 --timestep 0.5
+# Far outside the training temperature: for checking uncertainty estimates.
+$gdlphys data label "CCO" -o $here/hot.h5 --frames 200 --temperature 1200 --seed 2 --stride 10 --timestep 0.5
 # A GFN2-xTB-relaxed starting structure for MD.
 ${PYTHON:-.venv/bin/python} - <<'PY'
 from ase.io import write
