@@ -1,0 +1,40 @@
+"""The shipped potential works as its card says: test-set errors, 1 ps-scale NVE, presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ase.io import read
+
+import gdlphys
+from gdlphys.md import run_md
+from gdlphys.train.evaluate import evaluate_potential
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "datasets" / "ethanol-xtb"
+
+
+def test_shipped_ethanol_potential_on_held_out_frames():
+    result = evaluate_potential(gdlphys.load("ethanol-xtb"), DATA / "test.h5")
+    assert result.metrics["n_frames"] == 200
+    assert result.metrics["forces_mae"] < 0.08  # eV/Å; the card gives the measured figure
+    assert result.metrics["energy_per_atom_mae"] < 0.005  # eV/atom
+
+
+def test_shipped_ethanol_potential_conserves_energy_in_nve():
+    atoms = read(DATA / "ethanol.xyz")
+    atoms.calc = gdlphys.GDLCalculator("ethanol-xtb", dtype="float64")
+    report = run_md(atoms, steps=600, timestep_fs=0.5, temperature_k=300.0, progress=False)
+    assert abs(report.drift_mev_per_atom) < 0.5
+    assert report.max_deviation_mev_per_atom < 1.0
+    assert 50 < report.mean_temperature_k < 400
+
+
+def test_unknown_element_is_named_by_the_shipped_potential():
+    from ase import Atoms
+
+    atoms = Atoms("CCl", positions=[[0, 0, 0], [1.8, 0, 0]])
+    atoms.calc = gdlphys.GDLCalculator("ethanol-xtb")
+    with pytest.raises(ValueError, match="Cl"):
+        atoms.get_potential_energy()
