@@ -51,10 +51,10 @@ def tiny_config(**overrides) -> ModelConfig:
 
 
 def tiny_potential(dtype: torch.dtype = torch.float64, seed: int = 0, **overrides) -> Potential:
-    """Random weights, with non-trivial scale/shift (the shift cancels: isolated atoms sit at E0)."""
+    """Random weights, with non-trivial per-species scales."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         potential = Potential(tiny_config(**overrides), SPECIES, [-13.6, -1030.0, -1485.0, -2040.0], 12.0, scale=0.7)
         with torch.no_grad():
-            potential.model[-1].shift.copy_(torch.randn(len(SPECIES)) * 0.1)
+            potential.model[-1].scale.mul_(1 + 0.3 * torch.randn(len(SPECIES)))
     return potential.to(dtype).eval()

@@ -131,7 +131,7 @@ def test_isolated_anchoring_is_learnt_through_in_training():
     assert potential(lone, compute_forces=False)[keys.ENERGY].item() == potential.reference_energies[1].item()
 
 
-def test_inference_cache_follows_weight_changes():
+def test_anchoring_follows_weight_changes():
     potential = tiny_potential(torch.float64)
     for parameter in potential.parameters():
         parameter.requires_grad_(False)

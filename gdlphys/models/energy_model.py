@@ -16,17 +16,14 @@ class EnergyModel(nn.Sequential):
     An atom with no edge sees no geometry, so the network's energy for it is a constant of
     its species. That constant is replaced by E0: E_i = net_i - (net_isolated[s_i] - E0[s_i]).
     A single atom, or atoms beyond the cutoff of all others, then get exactly the sum of
-    the reference energies and zero forces. The per-species correction is recomputed on
-    every call while any parameter can learn (gradients flow through it) and cached
-    otherwise (inference), keyed on the address and version counter of every tensor (so any
-    in-place change through torch, a ``load_state_dict`` or a ``.to()`` invalidates it).
+    the reference energies and zero forces. ``net_isolated`` comes from one extra atom per
+    species, without edges, appended to the same forward pass: no second pass, no cache,
+    and gradients flow through it while training.
     """
 
     def __init__(self, num_species: int, *layers: nn.Module) -> None:
         super().__init__(*layers)
         self.num_species = int(num_species)
-        # (key, offsets, storages): holding the storages keeps their addresses from being reused
-        self._isolated_cache: tuple[tuple, torch.Tensor, list] | None = None
 
     @property
     def reference_energies(self) -> torch.Tensor:
@@ -37,6 +34,16 @@ class EnergyModel(nn.Sequential):
         for module in self:
             data = module(data)
         return data
+
+    def _with_isolated_atoms(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``data`` plus one atom of each species that no edge touches (so no geometry reaches it)."""
+        positions = data[keys.POSITIONS]
+        n = self.num_species
+        extra = dict(data)
+        extra[keys.POSITIONS] = torch.cat([positions, positions.new_zeros(n, 3)])
+        extra[keys.SPECIES] = torch.cat([data[keys.SPECIES], torch.arange(n, device=positions.device)])
+        extra[keys.BATCH] = torch.cat([data[keys.BATCH], data[keys.BATCH].new_zeros(n)])
+        return extra
 
     def network_isolated_energies(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """[n_species] the modules' energy of one atom of each species with no neighbour (eV)."""
@@ -52,31 +59,16 @@ class EnergyModel(nn.Sequential):
         }
         return self.network_forward(graph)[keys.ATOMIC_ENERGIES]
 
-    def _state_key(self, dtype: torch.dtype, device: torch.device) -> tuple | None:
-        """Identity of every weight, or None when the correction must be recomputed (learnable weights)."""
-        tensors = [*self.parameters(), *self.buffers()]
-        if any(t.requires_grad for t in tensors):
-            return None
-        try:
-            return (dtype, device, tuple((t.data_ptr(), t._version) for t in tensors))
-        except RuntimeError:  # tensors made under inference_mode carry no version counter
-            return None
-
-    def isolated_offsets(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """[n_species] net_isolated - E0: what the network adds to E0 for an atom with no neighbour."""
-        key = self._state_key(dtype, device)
-        if key is not None and self._isolated_cache is not None and self._isolated_cache[0] == key:
-            return self._isolated_cache[1]
-        offsets = self.network_isolated_energies(dtype, device) - self.reference_energies.to(dtype)
-        self._isolated_cache = None
-        if key is not None:
-            storages = [t.untyped_storage() for t in (*self.parameters(), *self.buffers())]
-            self._isolated_cache = (key, offsets.detach(), storages)
-        return offsets
-
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        positions = data[keys.POSITIONS]
-        offsets = self.isolated_offsets(positions.dtype, positions.device)
-        data = self.network_forward(data)
-        data[keys.ATOMIC_ENERGIES] = data[keys.ATOMIC_ENERGIES] - offsets[data[keys.SPECIES]]
+        n_atoms = data[keys.POSITIONS].shape[0]
+        out = self.network_forward(self._with_isolated_atoms(data))
+        energies = out[keys.ATOMIC_ENERGIES]
+        offsets = energies[n_atoms:] - self.reference_energies.to(energies.dtype)
+        data = dict(data)
+        for key in (keys.EDGE_VECTORS, keys.EDGE_LENGTHS, keys.EDGE_SH, keys.EDGE_RADIAL):
+            if key in out:
+                data[key] = out[key]
+        for key in (keys.NODE_ATTRS, keys.NODE_FEATURES):
+            data[key] = out[key][:n_atoms]
+        data[keys.ATOMIC_ENERGIES] = energies[:n_atoms] - offsets[data[keys.SPECIES]]
         return data

@@ -74,14 +74,17 @@ def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
         raise PotentialFileError(f"{source} has an unsupported dtype {dtype!r} (float32 or float64)")
     try:
         config = ModelConfig.from_dict(blob["config"])
-        state = blob["state_dict"]
+        state = dict(blob["state_dict"])
+        # a per-species shift parameter existed up to gdlphys 0.1.0; it adds a constant that
+        # the lone-atom anchoring cancels, except in format 1, where it is folded into E0 below
+        shift = state.pop(f"model.{len(state) and _last_module_index(state)}.shift", None)
         potential = Potential(
             config, blob["species"], blob["reference_energies"], blob["avg_num_neighbors"], scale=1.0
         )
         potential.to(getattr(torch, dtype))
         potential.load_state_dict(state)
         if version < 2:
-            _anchor_version_1(potential)
+            _anchor_version_1(potential, shift)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         reason = f"missing field {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0]
         raise PotentialFileError(f"{source} is damaged or inconsistent: {reason}") from err
@@ -89,12 +92,18 @@ def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
     return potential
 
 
-def _anchor_version_1(potential: Potential) -> None:
-    """Version-1 files gave an isolated atom E0 + the network's constant for its species; folding
-    that constant into E0 makes this gdlphys give every structure the energy the file was trained to."""
+def _last_module_index(state: dict) -> int:
+    return max(int(k.split(".")[1]) for k in state if k.startswith("model.") and k.split(".")[1].isdigit())
+
+
+def _anchor_version_1(potential: Potential, shift: torch.Tensor | None) -> None:
+    """Version-1 files gave an isolated atom E0 + shift + the network's constant for its species;
+    folding those into E0 makes this gdlphys give every structure the energy the file was trained to."""
     model = potential.model
     with torch.no_grad():
         isolated = model.network_isolated_energies(model.reference_energies.dtype, model.reference_energies.device)
+        if shift is not None:
+            isolated = isolated + shift.to(isolated)
         model.reference_energies.copy_(isolated)
 
 

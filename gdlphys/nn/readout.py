@@ -1,4 +1,4 @@
-"""Invariant readout: per-atom energies from scalar features, per-species scale and shift."""
+"""Invariant readout: per-atom energies from scalar features, per-species scale and reference energy."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ class ScalarReadout(nn.Module):
 
 
 class SpeciesScaleShift(nn.Module):
-    """E_i = scale[s_i] * e_i + shift[s_i] + E0[s_i].
+    """E_i = scale[s_i] * e_i + E0[s_i].
 
     E0 are the reference energies fitted by least squares on the training set (fixed
     buffer, so fine-tuning can refit them); ``scale`` starts at the force RMS so that the
-    network works with numbers of order one; ``shift`` is a small learnt correction.
+    network works with numbers of order one. (A learnt per-species shift would be inert:
+    the energy model anchors lone atoms to E0, which cancels any per-species constant.)
     """
 
     def __init__(self, reference_energies: torch.Tensor, scale: float = 1.0) -> None:
@@ -40,10 +41,9 @@ class SpeciesScaleShift(nn.Module):
         n = reference_energies.shape[0]
         self.register_buffer("reference_energies", reference_energies.clone().to(torch.get_default_dtype()))
         self.scale = nn.Parameter(torch.full((n,), float(scale)))
-        self.shift = nn.Parameter(torch.zeros(n))
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         s = data[keys.SPECIES]
         e = data[keys.ATOMIC_ENERGIES]
-        data[keys.ATOMIC_ENERGIES] = self.scale[s] * e + self.shift[s] + self.reference_energies[s]
+        data[keys.ATOMIC_ENERGIES] = self.scale[s] * e + self.reference_energies[s]
         return data
