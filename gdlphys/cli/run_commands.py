@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from gdlphys.cli.threads import set_threads
+
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="errors of a potential on labelled frames")
@@ -41,20 +43,6 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: 1 below 300 atoms, else all)")
     p.set_defaults(handler=run_md_command)
-
-
-def _set_threads(requested: int | None, n_atoms: int) -> None:
-    """Intra-op threads only pay off on big systems: on a molecule they cost up to 4x as soon as
-    another process shares the cores (OpenMP spin-waits). This is the process's entry point, so
-    the choice is ours to make; OMP_NUM_THREADS or --threads override it."""
-    import os
-
-    import torch
-
-    if requested is not None:
-        torch.set_num_threads(max(1, requested))
-    elif "OMP_NUM_THREADS" not in os.environ and n_atoms < 300:
-        torch.set_num_threads(1)
 
 
 def _device(name: str | None):
@@ -122,7 +110,7 @@ def run_md_command(args) -> int:
             "give a structure after --calc PRESET" if args.calc else "give a POTENTIAL and a STRUCTURE (or --calc PRESET STRUCTURE)"
         )
     atoms = _read_structure(args.inputs[-1])
-    _set_threads(args.threads, len(atoms))
+    set_threads(args.threads, len(atoms))
     if args.calc:
         from gdlphys.presets import load_calculator
 
@@ -164,7 +152,7 @@ def run_predict(args) -> int:
     smiles = list(args.smiles) + (read_smiles_file(args.file) if args.file else [])
     if not smiles:
         raise ValueError("give SMILES strings or --file")
-    _set_threads(args.threads, 0)
+    set_threads(args.threads, 0)
     results = predict(
         smiles, args.potential, conformers=args.conformers, temperature_k=args.temperature,
         pressure_pa=args.pressure, fmax=args.fmax, reference=args.reference, seed=args.seed,

@@ -9,6 +9,7 @@ from typing import Optional
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from gdlphys.cli.threads import set_threads
 from gdlphys.models.config import ModelConfig
 from gdlphys.train.config import FitConfig
 
@@ -42,6 +43,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-epochs", type=Optional[int], default=None, help="epoch budget (default 100 without --max-time)")
     parser.add_argument("-o", "--output", type=str, required=True, help="RUN_DIR: potential.pt, checkpoints, metrics, plots")
     parser.add_argument("--quiet", type=bool, default=False, help="no progress output")
+    parser.add_argument("--threads", type=Optional[int], default=None, help="CPU threads (default: 1 for small molecules, else all)")
     parser.add_class_arguments(ModelConfig, "model")
     parser.add_class_arguments(FitConfig, "fit")
     parser.add_class_arguments(L.Trainer, "trainer", skip=_TRAINER_SKIP, fail_untyped=False, sub_configs=True)
@@ -75,6 +77,8 @@ def run(argv: list[str]) -> int:
 
     for data_file in filter(None, (cfg.train, cfg.valid)):
         FrameReader(data_file).close()  # a missing or broken data file fails before the RUN_DIR is made
+    with FrameReader(cfg.train) as reader:
+        set_threads(cfg.threads, float(reader.num_atoms.mean()) * fit.batch_size)
     run_dir = Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / "config.yaml") as tmp:
