@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from gdlphys.cli import data_commands, run_commands, train_command
+from gdlphys.cli import data_commands, finetune_command, run_commands, train_command
 
 # Errors that mean "the input is wrong": one clear line, exit status 1, no traceback.
 _USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, KeyError, FloatingPointError, OSError)
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_commands.register(sub)
     train_command.register(sub)
+    finetune_command.register(sub)
     run_commands.register(sub)
     run_commands.register_predict(sub)
     return parser

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from gdlphys import keys
 from gdlphys.graph import structure_graph
@@ -107,8 +107,23 @@ def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
+def replay_split(n_available: int, n_new: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded choice of replay frames: (used for training, held out), with ``fraction`` of the
+    resulting training set drawn from the replay file (capped at what it holds)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"replay_fraction must be in [0, 1), got {fraction}")
+    wanted = int(round(fraction / (1.0 - fraction) * n_new))
+    order = np.random.default_rng([seed, 1]).permutation(n_available)
+    return np.sort(order[:wanted]), np.sort(order[wanted:])
+
+
 class FramesDataModule(L.LightningDataModule):
-    """Training and validation frames; without a validation file, a seeded split of the training file."""
+    """Training and validation frames; without a validation file, a seeded split of the training file.
+
+    With ``replay`` (fine-tuning), a seeded ``replay_fraction`` of the training set is drawn
+    from that file (frames of the original training data, against forgetting); validation
+    stays on the new data, and the replay frames not drawn are kept in ``replay_held_out``.
+    """
 
     def __init__(
         self,
@@ -121,14 +136,19 @@ class FramesDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         dtype: torch.dtype = torch.float32,
+        replay: str | Path | None = None,
+        replay_fraction: float = 0.2,
     ) -> None:
         super().__init__()
+        self.replay_path, self.replay_fraction = (Path(replay) if replay else None), float(replay_fraction)
         self.train_path, self.valid_path = Path(train), (Path(valid) if valid else None)
         self.cutoff, self.dtype = cutoff, dtype
         self.batch_size, self.valid_batch_size = batch_size, valid_batch_size
         self.valid_fraction, self.seed, self.num_workers = valid_fraction, seed, num_workers
         self.train_set: Dataset | None = None
         self.valid_set: Dataset | None = None
+        self.replay_set: Dataset | None = None
+        self.replay_held_out: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -139,6 +159,11 @@ class FramesDataModule(L.LightningDataModule):
         else:
             train_idx, valid_idx = split_indices(len(full), self.valid_fraction, self.seed)
             self.train_set, self.valid_set = Subset(full, train_idx.tolist()), Subset(full, valid_idx.tolist())
+        if self.replay_path is not None:
+            replay = GraphDataset(self.replay_path, self.cutoff, self.dtype)
+            used, held_out = replay_split(len(replay), len(self.train_set), self.replay_fraction, self.seed)
+            self.replay_set, self.replay_held_out = Subset(replay, used.tolist()), Subset(replay, held_out.tolist())
+            self.train_set = ConcatDataset([self.train_set, self.replay_set])
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(

@@ -85,34 +85,18 @@ def build_potential(model: ModelConfig, statistics: DatasetStatistics, seed: int
     return potential.to(dtype)
 
 
-def train_potential(
-    train: str | Path,
-    output: str | Path,
-    valid: str | Path | None = None,
-    model: ModelConfig | None = None,
-    fit: FitConfig | None = None,
+def fit_task(
+    task: PotentialTask,
+    data: L.LightningDataModule,
+    run_dir: Path,
+    fit: FitConfig,
     trainer: dict[str, Any] | None = None,
     max_time: str | None = None,
     max_epochs: int | None = None,
     progress: bool = True,
-) -> TrainResult:
-    """Train a potential; resumes from ``output/checkpoints/last.ckpt`` when a previous run was cut short."""
-    model = model or ModelConfig()
-    fit = fit or FitConfig()
-    run_dir = Path(output)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dtype = getattr(torch, fit.dtype)
-
-    data = FramesDataModule(
-        train, valid, cutoff=model.cutoff, batch_size=fit.batch_size, valid_batch_size=fit.valid_batch_size,
-        valid_fraction=fit.valid_fraction, seed=fit.seed, num_workers=fit.num_workers, dtype=dtype,
-    )
-    data.setup("fit")
-    statistics = compute_statistics(data.train_set[i] for i in range(len(data.train_set)))
-    if progress:
-        print(f"gdlphys train: {len(data.train_set)} training / {len(data.valid_set)} validation frames; {statistics.summary()}", file=sys.stderr)
-    task = PotentialTask(build_potential(model, statistics, fit.seed, dtype), fit)
-
+) -> L.Trainer:
+    """The Lightning part of a run (train or fine-tune): checkpoints every epoch, CSV logs per
+    attempt, and resumption from ``run_dir/checkpoints/last.ckpt`` when a run was cut short."""
     trainer_options = dict(trainer or {})
     if max_time is not None:
         trainer_options["max_time"] = parse_duration(max_time)
@@ -145,8 +129,39 @@ def train_potential(
     last_path = run_dir / "checkpoints" / "last.ckpt"
     resume = last_path if last_path.is_file() else None
     if resume is not None and progress:
-        print(f"gdlphys train: resuming from {resume}", file=sys.stderr)
+        print(f"gdlphys: resuming from {resume}", file=sys.stderr)
     lightning_trainer.fit(task, datamodule=data, ckpt_path=resume)
+    return lightning_trainer
+
+
+def train_potential(
+    train: str | Path,
+    output: str | Path,
+    valid: str | Path | None = None,
+    model: ModelConfig | None = None,
+    fit: FitConfig | None = None,
+    trainer: dict[str, Any] | None = None,
+    max_time: str | None = None,
+    max_epochs: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a potential; resumes from ``output/checkpoints/last.ckpt`` when a previous run was cut short."""
+    model = model or ModelConfig()
+    fit = fit or FitConfig()
+    run_dir = Path(output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dtype = getattr(torch, fit.dtype)
+
+    data = FramesDataModule(
+        train, valid, cutoff=model.cutoff, batch_size=fit.batch_size, valid_batch_size=fit.valid_batch_size,
+        valid_fraction=fit.valid_fraction, seed=fit.seed, num_workers=fit.num_workers, dtype=dtype,
+    )
+    data.setup("fit")
+    statistics = compute_statistics(data.train_set[i] for i in range(len(data.train_set)))
+    if progress:
+        print(f"gdlphys train: {len(data.train_set)} training / {len(data.valid_set)} validation frames; {statistics.summary()}", file=sys.stderr)
+    task = PotentialTask(build_potential(model, statistics, fit.seed, dtype), fit)
+    lightning_trainer = fit_task(task, data, run_dir, fit, trainer, max_time, max_epochs, progress)
 
     metrics = {k: float(v) for k, v in lightning_trainer.callback_metrics.items() if k.startswith("val/")}
     metadata = {

@@ -102,7 +102,8 @@ class PotentialTask(L.LightningModule):
         """Nothing: the plateau schedule is stepped in ``on_validation_epoch_end``."""
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.potential.parameters(), lr=self.fit.lr, weight_decay=self.fit.weight_decay, amsgrad=True)
+        trainable = [p for p in self.potential.parameters() if p.requires_grad]  # frozen layers stay bit-identical
+        optimizer = torch.optim.AdamW(trainable, lr=self.fit.lr, weight_decay=self.fit.weight_decay, amsgrad=True)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=self.fit.lr_factor, patience=self.fit.lr_patience, min_lr=self.fit.min_lr
         )

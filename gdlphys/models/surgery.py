@@ -1,0 +1,226 @@
+"""Model surgery for fine-tuning: teach a trained potential new elements without changing
+what it predicts for the elements it knows, and refit its reference energies.
+
+Per-species weights live in four places of the NequIP-style model:
+
+- ``SpeciesEmbedding.linear``: e3nn ``o3.Linear`` from ``n_species x 0e`` (one-hot) to the
+  initial features; one path, weight view ``[n_species, num_features]``.
+- ``Interaction.self_connection`` of every block: ``o3.FullyConnectedTensorProduct`` of the
+  features with the one-hot; one path per (feature irrep, output irrep), view
+  ``[mul_in, n_species, mul_out]``.
+- ``SpeciesScaleShift.scale`` (parameter) and ``.reference_energies`` (buffer), ``[n_species]``.
+
+e3nn multiplies each path by a normalisation constant ``path_weight`` that depends on the
+fan-in, here ``1/sqrt(n_species)``; the copied slices are rescaled by
+``path_weight_old / path_weight_new`` so that an old element's one-hot gives bit-for-bit the
+same features (up to one rounding). Every other weight is copied unchanged.
+
+New elements start as the *average known element*: their rows are the mean of the old
+species' rows (embedding, self-connections, scale). That is a neutral, finite starting point
+whose energies are of the right size, from which fine-tuning moves them; zeros would also
+be valid but start the new element with no features at all. Their reference energies start
+at the mean of the old ones and should be refitted on the new data
+(:func:`refit_reference_energies`).
+
+Species order: the Potential maps atomic numbers through a lookup table and does not need
+sorted species, so old species keep their indices and new ones are appended (sorted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+from e3nn import o3
+from torch.utils.data import DataLoader, Dataset
+
+from gdlphys import keys
+from gdlphys.graph import collate, structure_graph
+from gdlphys.models.potential import Potential
+from gdlphys.nn import Interaction, SpeciesEmbedding, SpeciesScaleShift
+
+__all__ = ["ReferenceRefit", "grow_species", "refit_reference_energies"]
+
+
+def _grow_linear(old: o3.Linear, new: o3.Linear, n_old: int) -> torch.Tensor:
+    """Weight of ``new`` (one-hot input of more species) that reproduces ``old`` on the old species."""
+    weight = torch.zeros_like(new.weight)
+    pairs = zip(old.weight_views(yield_instruction=True), new.weight_views(weight, yield_instruction=True))
+    for (_, ins_old, view_old), (_, ins_new, view_new) in pairs:
+        rows = view_old.detach() * (ins_old.path_weight / ins_new.path_weight)
+        view_new[:n_old] = rows
+        view_new[n_old:] = rows.mean(dim=0, keepdim=True)
+    return weight
+
+
+def _grow_species_product(old: o3.TensorProduct, new: o3.TensorProduct, n_old: int) -> torch.Tensor:
+    """Same for a tensor product whose second input is the species one-hot ([mul_in, n_species, mul_out] views)."""
+    weight = torch.zeros_like(new.weight)
+    pairs = zip(old.weight_views(yield_instruction=True), new.weight_views(weight, yield_instruction=True))
+    for (_, ins_old, view_old), (_, ins_new, view_new) in pairs:
+        if ins_old.connection_mode != "uvw" or view_old.shape[1] != n_old:
+            raise ValueError(f"unexpected self-connection path {ins_old}: cannot grow its species axis")
+        rows = view_old.detach() * (ins_old.path_weight / ins_new.path_weight)
+        view_new[:, :n_old] = rows
+        view_new[:, n_old:] = rows.mean(dim=1, keepdim=True)
+    return weight
+
+
+def grow_species(potential: Potential, new_species: Iterable[int]) -> Potential:
+    """A NEW potential that knows ``potential.species`` plus ``new_species`` (``potential`` is untouched).
+
+    On structures made only of the old elements it predicts the same energies, forces and
+    stress as ``potential`` (to float rounding). Elements it already knows are ignored;
+    with nothing new, the result is an exact copy.
+    """
+    old_species = list(potential.species)
+    added = sorted({int(z) for z in new_species} - set(old_species))
+    for z in added:
+        if not 1 <= z <= 118:
+            raise ValueError(f"cannot add atomic number {z}: elements are 1..118")
+    n_old = len(old_species)
+    reference = potential.reference_energies.detach().double().cpu()
+    grown_reference = torch.cat([reference, reference.mean().repeat(len(added))])
+    dtype, device = potential.dtype, potential.species_lookup.device
+    grown = Potential(potential.config, old_species + added, grown_reference, potential.avg_num_neighbors)
+    grown = grown.to(dtype=dtype, device=device)
+
+    state = {k: v.detach().clone() for k, v in potential.state_dict().items()}
+    for index, (module_old, module_new) in enumerate(zip(potential.model, grown.model)):
+        if type(module_old) is not type(module_new):
+            raise ValueError(f"module {index} is {type(module_old).__name__} in the potential but {type(module_new).__name__} when rebuilt")
+        prefix = f"model.{index}"
+        if isinstance(module_old, SpeciesEmbedding):
+            state[f"{prefix}.linear.weight"] = _grow_linear(module_old.linear, module_new.linear, n_old)
+        elif isinstance(module_old, Interaction):
+            state[f"{prefix}.self_connection.weight"] = _grow_species_product(
+                module_old.self_connection, module_new.self_connection, n_old
+            )
+        elif isinstance(module_old, SpeciesScaleShift):
+            scale = module_old.scale.detach()
+            state[f"{prefix}.scale"] = torch.cat([scale, scale.mean().repeat(len(added))])
+            state[f"{prefix}.reference_energies"] = grown_reference.to(module_old.reference_energies)
+    grown.load_state_dict(state)  # strict: a per-species tensor this function does not know fails here
+    grown.metadata = dict(getattr(potential, "metadata", {}) or {})
+    grown.train(potential.training)
+    return grown
+
+
+@dataclass
+class ReferenceRefit:
+    """What :func:`refit_reference_energies` did (eV per atom of each species)."""
+
+    species: list[int]
+    old: list[float]
+    new: list[float]
+    residual_rms_per_atom_before: float  # eV/atom, energy error of the data before the refit
+    residual_rms_per_atom_after: float
+    n_frames: int
+
+    def summary(self) -> str:
+        changes = ", ".join(
+            f"{chemical_symbols[z]}: {a:.4f} -> {b:.4f}" for z, a, b in zip(self.species, self.old, self.new)
+        )
+        return (
+            f"reference energies (eV) {changes}; energy RMS on {self.n_frames} frames "
+            f"{1000 * self.residual_rms_per_atom_before:.1f} -> {1000 * self.residual_rms_per_atom_after:.1f} meV/atom"
+        )
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _graphs(frames: str | Path | Dataset | Sequence[Atoms], cutoff: float, dtype: torch.dtype):
+    if isinstance(frames, (str, Path)):
+        from gdlphys.data.datamodule import GraphDataset
+
+        return GraphDataset(frames, cutoff, dtype, cache=False)
+    if isinstance(frames, Dataset):
+        return frames
+    graphs = []
+    for atoms in frames:
+        graph = structure_graph(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, cutoff=cutoff, dtype=dtype)
+        graph[keys.ENERGY] = torch.tensor([atoms.get_potential_energy()], dtype=dtype)
+        graphs.append(graph)
+    return graphs
+
+
+@torch.no_grad()
+def refit_reference_energies(
+    potential: Potential,
+    frames: str | Path | Dataset | Sequence[Atoms],
+    new_species: Sequence[int] = (),
+    batch_size: int = 32,
+    keep_old: float = 1e-9,
+) -> ReferenceRefit:
+    """Refit E0 (in place) by least squares on labelled ``frames`` (HDF5 path, graph dataset or Atoms).
+
+    The potential's energy is ``E = N(structure) + sum_atoms E0[Z]`` with N the part the
+    network explains (zero for an isolated atom), so the change dE0 solves
+    ``counts @ dE0 ~ E_ref - E_pred``: a new level of theory (DFT after xTB, ~eV/atom apart)
+    then starts with the right per-element offsets, and forces do not change.
+
+    Data with few compositions cannot tell all elements apart (one molecule fixes only one
+    combination). A tiny ridge term ``keep_old`` on the old (already trained) elements makes
+    such data move the elements that have no reliable E0 yet (``new_species``, e.g. those just
+    added by :func:`grow_species`) — or, with none given, spread the change by least norm. With enough compositions the term changes the fit by ~keep_old.
+    Elements absent from ``frames`` keep their E0.
+    """
+    dtype = torch.float64
+    work = potential  # predictions in the potential's own dtype, least squares in float64
+    loader = DataLoader(_graphs(frames, potential.cutoff, potential.dtype), batch_size=batch_size, collate_fn=collate)
+    index = {z: k for k, z in enumerate(potential.species)}
+    rows, residual = [], []
+    was_training = work.training
+    work.eval()
+    try:
+        for batch in loader:
+            if keys.ENERGY not in batch:
+                raise ValueError("refitting reference energies needs energy labels on every frame")
+            with torch.enable_grad():
+                pred = work(batch, compute_forces=False)[keys.ENERGY].double()
+            species = work.species_index(batch[keys.ATOMIC_NUMBERS])
+            counts = torch.zeros(len(pred), len(index), dtype=dtype)
+            counts.index_put_((batch[keys.BATCH], species), torch.ones_like(species, dtype=dtype), accumulate=True)
+            rows.append(counts)
+            residual.append(batch[keys.ENERGY].double() - pred)
+    finally:
+        work.train(was_training)
+    if not rows:
+        raise ValueError("no frames to refit the reference energies on")
+    counts, residual = torch.cat(rows).numpy(), torch.cat(residual).numpy()
+    present = np.flatnonzero(counts.sum(axis=0) > 0)
+    new_species = {int(z) for z in new_species}
+    penalised = [k for k in present if potential.species[k] not in new_species] if new_species else []
+    matrix = counts[:, present]
+    if penalised:
+        scale = keep_old * float((matrix**2).sum()) / len(present)
+        ridge = np.zeros((len(penalised), len(present)))
+        for row, k in enumerate(penalised):
+            ridge[row, list(present).index(k)] = np.sqrt(scale)
+        matrix = np.vstack([matrix, ridge])
+        target = np.concatenate([residual, np.zeros(len(penalised))])
+    else:
+        target = residual
+    delta, *_ = np.linalg.lstsq(matrix, target, rcond=None)
+    n_atoms = counts.sum(axis=1)
+    after = residual - counts[:, present] @ delta
+    old = potential.reference_energies.detach().double().cpu().numpy().copy()
+    new = old.copy()
+    new[present] += delta
+    buffer = potential.model[-1].reference_energies
+    buffer.copy_(torch.as_tensor(new, dtype=buffer.dtype, device=buffer.device))
+    return ReferenceRefit(
+        species=list(potential.species),
+        old=[float(e) for e in old],
+        new=[float(e) for e in buffer.double().cpu()],
+        residual_rms_per_atom_before=float(np.sqrt(np.mean((residual / n_atoms) ** 2))),
+        residual_rms_per_atom_after=float(np.sqrt(np.mean((after / n_atoms) ** 2))),
+        n_frames=int(len(residual)),
+    )
+
