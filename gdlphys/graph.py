@@ -27,7 +27,7 @@ _MIN_MAX_NEIGHBORS = 16  # below this a retry costs more than the memory it save
 _COINCIDENT = 1e-6  # Å; closer pairs are one atom given twice, and would give NaN directions
 
 
-def radius_graph(
+def radius_graph(  # sizes torch-cluster's max_num_neighbors itself, never truncating
     positions: Tensor,
     cutoff: float,
     batch: Tensor | None = None,
@@ -123,7 +123,7 @@ def structure_graph(
     pbc_t = torch.as_tensor(pbc_np, device=device).reshape(1, 3)
     n = numbers_t.shape[0]
     batch = torch.zeros(n, dtype=torch.long, device=device)
-    edge_index, shifts = radius_graph(positions_t, cutoff, batch=batch, cell=cell_t, pbc=pbc_t)
+    edge_index, shifts = radius_graph(positions_t, cutoff, batch=batch, cell=cell_t, pbc=pbc_t)  # max_num_neighbors: sized inside
     return {
         keys.ATOMIC_NUMBERS: numbers_t,
         keys.POSITIONS: positions_t,
