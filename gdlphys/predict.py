@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 from ase import Atoms, units
+from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
@@ -133,9 +134,12 @@ def predict(
         result = MoleculeResult(smiles=text)
         try:
             candidates = smiles_to_atoms(text, n_conformers=conformers, seed=seed)
-            missing = sorted(set(candidates[0].get_chemical_symbols()) - {Atoms(numbers=[z]).get_chemical_symbols()[0] for z in known})
+            known_symbols = sorted(chemical_symbols[z] for z in known)
+            missing = sorted(set(candidates[0].get_chemical_symbols()) - set(known_symbols))
             if missing:
-                raise ValueError(f"element(s) {', '.join(missing)} not supported by the potential")
+                raise ValueError(
+                    f"element(s) {', '.join(missing)} not supported by the potential (it knows {', '.join(known_symbols)})"
+                )
             for name, value in properties_of(
                 candidates, calc, hessian="autograd", fmax=fmax, max_steps=max_steps,
                 temperature_k=temperature_k, pressure_pa=pressure_pa,
