@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from ase import units
 from ase.io import read
-from ase.md import velocitydistribution
-from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 from gdlphys.calculator import GDLCalculator
+from gdlphys.md import initialise_velocities
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.potential import Potential
 
@@ -58,11 +57,7 @@ def main() -> None:
     atoms = read(ROOT / "datasets" / "ethanol-xtb" / "ethanol.xyz")
     potential = untrained_ethanol_potential() if args.potential is None else args.potential
     atoms.calc = GDLCalculator(potential, device="cpu", dtype=args.dtype)
-    thermalize = getattr(velocitydistribution, "thermalize_momenta", None)  # ASE >= 3.29
-    thermalize = thermalize or velocitydistribution.MaxwellBoltzmannDistribution
-    thermalize(atoms, temperature_K=300, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    initialise_velocities(atoms, 300.0, np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, timestep=0.25 * units.fs)
     atoms.get_forces()
     dyn.run(200)  # warm-up: allocator pools, autograd caches

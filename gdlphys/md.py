@@ -42,6 +42,17 @@ class MDReport:
         )
 
 
+def initialise_velocities(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature_k``, no net momentum (nor rotation, for molecules)."""
+    if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the other name
+        velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
+    else:
+        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
+    Stationary(atoms)
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)
+
+
 def run_md(
     atoms: Atoms,
     steps: int = 2000,
@@ -68,13 +79,7 @@ def run_md(
     atoms.get_forces()  # a structure the potential cannot take fails here, named, before any set-up
     rng = np.random.default_rng(seed)
     if temperature_k > 0 and len(atoms) > 1:  # a lone atom with its centre of mass at rest has no motion left
-        if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the other name
-            velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
-        else:
-            velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
-        Stationary(atoms)
-        if not atoms.pbc.any():
-            ZeroRotation(atoms)
+        initialise_velocities(atoms, temperature_k, rng)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         dyn = VelocityVerlet(atoms, timestep=dt)
