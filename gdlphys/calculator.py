@@ -68,7 +68,8 @@ class GDLCalculator(Calculator):
 
     Results: ``energy``, ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å),
     ``stress`` (Voigt, eV/Å^3) for structures periodic in all three directions; a committee
-    adds ``energy_std`` (eV) and ``forces_std`` (per atom, eV/Å).
+    adds ``energy_std`` (eV) and ``forces_std`` (per atom, eV/Å). Potentials with a dipole head
+    add ``dipole`` (e*Å; the committee mean) and ``charges`` (e).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -106,6 +107,8 @@ class GDLCalculator(Calculator):
             properties += ["energy_std", "forces_std"]
         if dispersion is not None:
             properties.remove("energies")
+        if all(p.dipole_head is not None for p in self.potentials):
+            properties += ["dipole", "charges"]
         self.implemented_properties = properties
 
     def _prepare(self, potential: Potential) -> Potential:
@@ -144,6 +147,9 @@ class GDLCalculator(Calculator):
         results = {"energy": energy, "energies": atomic.mean(axis=0), "forces": forces.mean(axis=0)}
         if want_stress:
             results["stress"] = full_3x3_to_voigt_6_stress(stacked(keys.STRESS)[:, 0].mean(axis=0))
+        if "dipole" in self.implemented_properties:
+            results["dipole"] = stacked(keys.DIPOLE)[:, 0].mean(axis=0)
+            results["charges"] = stacked(keys.ATOMIC_CHARGES).mean(axis=0)
         if len(outs) > 1:
             results["energy_std"] = float(energies.std())
             results["forces_std"] = np.sqrt(forces.var(axis=0).sum(axis=-1))

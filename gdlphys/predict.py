@@ -18,14 +18,13 @@ from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
+from gdlphys.train.evaluate import DEBYE_PER_E_ANGSTROM
 from gdlphys.vibrations import (
     harmonic_modes,
     hessian_autograd,
     hessian_finite_differences,
     ideal_gas_thermochemistry,
 )
-
-DEBYE_PER_E_ANGSTROM = 1.0 / units.Debye  # 1 e*Å = 4.803 D
 
 
 def default_potential() -> str:

@@ -63,7 +63,7 @@ def run_eval(args) -> int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     result = evaluate_potential(potential, args.data, args.batch_size, _device(args.device), dtype)
     if args.plot:
-        plot_parity(result.energy, result.forces, args.plot, title=f"{Path(args.data).name}")
+        plot_parity(result.energy, result.forces, args.plot, title=f"{Path(args.data).name}", dipole=result.dipole)
     if args.json:
         print(json.dumps(result.metrics))
     else:
@@ -80,6 +80,9 @@ def format_metrics(m: dict, label: str = "") -> str:
     ]
     if "forces_mae" in m:
         rows.append(("forces", "meV/Å", m["forces_mae"], m["forces_rmse"]))
+    if "dipole_mae" in m:
+        rows.append(("dipole", "me·Å", m["dipole_mae"], m["dipole_rmse"]))
+        rows.append(("|dipole|", "mD", m["dipole_debye_norm_mae"], m["dipole_debye_norm_rmse"]))
     lines = [f"{label}: {m['n_frames']} frames" if label else f"{m['n_frames']} frames"]
     lines.append(f"  {'quantity':<14} {'unit':<9} {'MAE':>9} {'RMSE':>9}")
     for name, unit, mae, rmse in rows:

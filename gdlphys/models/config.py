@@ -23,6 +23,8 @@ class ModelConfig:
         parity: keep features of both parities (l e and l o); False keeps only the
             parity of Y_l, which is cheaper and still exactly E(3)-equivariant.
         neighbor_norm: divide the neighbour sum by sqrt(avg. count) ("sqrt", NequIP) or by the count ("mean").
+        dipole: add an equivariant dipole head (charge-neutral atomic charges times positions
+            plus atomic l=1 dipoles) on the last layer's features; needs l_max >= 1.
     """
 
     cutoff: float = 5.0
@@ -36,6 +38,7 @@ class ModelConfig:
     readout_hidden: int = 16
     parity: bool = False
     neighbor_norm: Literal["sqrt", "mean"] = "sqrt"
+    dipole: bool = False
 
     def __post_init__(self) -> None:
         if self.cutoff <= 0:
@@ -47,6 +50,8 @@ class ModelConfig:
             raise ValueError(f"model.l_max must be >= 0, got {self.l_max}")
         if self.neighbor_norm not in ("sqrt", "mean"):
             raise ValueError(f"model.neighbor_norm must be 'sqrt' or 'mean', got {self.neighbor_norm!r}")
+        if self.dipole and self.l_max < 1:
+            raise ValueError("model.dipole needs vector features: set model.l_max >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ from torch import nn
 from gdlphys import keys
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.nequip import build_energy_model
+from gdlphys.nn.readout import DipoleReadout
 from gdlphys.nn.scatter import scatter_sum
 
 
@@ -30,6 +31,7 @@ class Potential(nn.Module):
     FORCES = -dE/dr and STRESS = (1/V) dE/d(strain) when asked. There is no force head:
     forces are the exact gradient of the one energy, so MD conserves it. An atom with no
     neighbour within the cutoff has exactly its element's reference energy and zero force.
+    With ``config.dipole`` it also returns DIPOLE [n_graphs, 3] (e*Å) and ATOMIC_CHARGES.
     """
 
     def __init__(
@@ -54,6 +56,8 @@ class Potential(nn.Module):
         lookup[torch.tensor(species)] = torch.arange(len(species))
         self.register_buffer("species_lookup", lookup, persistent=False)
         self.model = build_energy_model(config, len(species), avg_num_neighbors, reference.float(), scale)
+        # reads the last layer's features (model[-2] is the scalar energy readout)
+        self.dipole_head = DipoleReadout(self.model[-2].irreps_in, config.readout_hidden) if config.dipole else None
 
     @property
     def cutoff(self) -> float:
@@ -109,6 +113,9 @@ class Potential(nn.Module):
         data = self.model(data)
         energy = scatter_sum(data[keys.ATOMIC_ENERGIES], batch, n_graphs)
         out = {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: data[keys.ATOMIC_ENERGIES]}
+        if self.dipole_head is not None:
+            data = self.dipole_head(data)
+            out[keys.DIPOLE], out[keys.ATOMIC_CHARGES] = data[keys.DIPOLE], data[keys.ATOMIC_CHARGES]
         if inputs:
             grads = torch.autograd.grad(
                 energy.sum(), inputs, create_graph=create_graph or self.training, allow_unused=True

@@ -9,11 +9,12 @@ from gdlphys.nn.embedding import SpeciesEmbedding
 from gdlphys.nn.geometry import EdgeGeometry
 from gdlphys.nn.interaction import Interaction
 from gdlphys.nn.radial import BesselBasis, PolynomialCutoff
-from gdlphys.nn.readout import ScalarReadout, SpeciesScaleShift
+from gdlphys.nn.readout import DipoleReadout, ScalarReadout, SpeciesScaleShift
 from gdlphys.nn.scatter import scatter_sum
 
 __all__ = [
     "BesselBasis",
+    "DipoleReadout",
     "EdgeGeometry",
     "Interaction",
     "PolynomialCutoff",

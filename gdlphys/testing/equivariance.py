@@ -118,24 +118,31 @@ def assert_potential_equivariant(
 ) -> None:
     """Energy invariant, forces equivariant under a rotation, a reflection, a translation and a permutation.
 
-    ``data`` is a batch whose atoms may be permuted only within their graph; permutations
-    here act within each graph (sorted by batch), so batched graphs stay contiguous.
+    A potential with a dipole head is checked too: the dipole turns with every orthogonal
+    matrix (a polar vector), is unchanged by translation (the charges are neutral) and by
+    permutation. ``data`` is a batch whose atoms may be permuted only within their graph;
+    permutations here act within each graph (sorted by batch), so batched graphs stay contiguous.
     """
     ref = potential(data, compute_forces=True)
     dtype = data[keys.POSITIONS].dtype
 
-    def check(name: str, out: dict[str, torch.Tensor], expected_forces: torch.Tensor) -> None:
+    def check(name: str, out: dict[str, torch.Tensor], expected_forces: torch.Tensor, matrix: torch.Tensor | None = None) -> None:
         de = (out[keys.ENERGY] - ref[keys.ENERGY]).abs().max().item()
         df = (out[keys.FORCES] - expected_forces).abs().max().item()
         assert de <= energy_atol, f"energy not invariant under {name}: changed by {de:.3g} eV (> {energy_atol:.1g})"
         assert df <= forces_atol, f"forces not equivariant under {name}: off by {df:.3g} eV/Å (> {forces_atol:.1g})"
+        if keys.DIPOLE in ref:
+            expected = ref[keys.DIPOLE] if matrix is None else ref[keys.DIPOLE] @ matrix.T
+            dd = (out[keys.DIPOLE] - expected).abs().max().item()
+            assert dd <= forces_atol, f"dipole not equivariant under {name}: off by {dd:.3g} e*Å (> {forces_atol:.1g})"
 
     for reflect in (False, True):
         matrix = random_orthogonal_matrix(reflect, dtype, generator)
         d = dict(data)
         d[keys.POSITIONS] = data[keys.POSITIONS] @ matrix.T
         d[keys.CELL] = data[keys.CELL] @ matrix.T
-        check("reflection" if reflect else "rotation", potential(d, compute_forces=True), ref[keys.FORCES] @ matrix.T)
+        name = "reflection" if reflect else "rotation"
+        check(name, potential(d, compute_forces=True), ref[keys.FORCES] @ matrix.T, matrix)
 
     d = dict(data)
     shift = torch.randn(3, dtype=dtype, generator=generator).to(data[keys.POSITIONS].device) * 3.0

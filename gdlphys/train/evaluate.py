@@ -1,4 +1,4 @@
-"""Errors of a potential on a labelled HDF5 file (energy and force MAE / RMSE)."""
+"""Errors of a potential on a labelled HDF5 file (energy, force and dipole MAE / RMSE)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase import units
 from torch.utils.data import DataLoader
 
 from gdlphys import keys
@@ -15,12 +16,15 @@ from gdlphys.data.datamodule import GraphDataset
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
 
+DEBYE_PER_E_ANGSTROM = 1.0 / units.Debye  # 1 e*Å = 4.803 D
+
 
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
     energy: tuple[np.ndarray, np.ndarray]  # (reference, predicted) per atom, eV/atom
     forces: tuple[np.ndarray, np.ndarray] | None  # (reference, predicted) components, eV/Å
+    dipole: tuple[np.ndarray, np.ndarray] | None = None  # (reference, predicted) [n_frames, 3], e*Å
 
 
 def _errors(prefix: str, ref: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -39,7 +43,7 @@ def evaluate_potential(
     dtype = dtype or potential.dtype
     potential = potential.to(device=device, dtype=dtype).eval()
     loader = DataLoader(GraphDataset(path, potential.cutoff, dtype, cache=False), batch_size=batch_size, collate_fn=collate)
-    ref_e, pred_e, n_atoms, ref_f, pred_f = [], [], [], [], []
+    ref_e, pred_e, n_atoms, ref_f, pred_f, ref_d, pred_d = [], [], [], [], [], [], []
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         if keys.ENERGY not in batch:
@@ -51,6 +55,9 @@ def evaluate_potential(
         if keys.FORCES in batch:
             ref_f.append(batch[keys.FORCES].double().cpu().numpy())
             pred_f.append(out[keys.FORCES].detach().double().cpu().numpy())
+        if keys.DIPOLE in batch and keys.DIPOLE in out:
+            ref_d.append(batch[keys.DIPOLE].double().cpu().numpy())
+            pred_d.append(out[keys.DIPOLE].detach().double().cpu().numpy())
     ref_e, pred_e, n_atoms = np.concatenate(ref_e), np.concatenate(pred_e), np.concatenate(n_atoms)
     metrics = _errors("energy", ref_e, pred_e)
     metrics.update(_errors("energy_per_atom", ref_e / n_atoms, pred_e / n_atoms))
@@ -58,5 +65,11 @@ def evaluate_potential(
     if ref_f:
         forces = (np.concatenate(ref_f), np.concatenate(pred_f))
         metrics.update(_errors("forces", *forces))
+    dipole = None
+    if ref_d:
+        dipole = (np.concatenate(ref_d), np.concatenate(pred_d))
+        metrics.update(_errors("dipole", *dipole))  # per component, e*Å
+        norms = [np.linalg.norm(d, axis=1) * DEBYE_PER_E_ANGSTROM for d in dipole]
+        metrics.update(_errors("dipole_debye_norm", *norms))  # |mu|, Debye
     metrics["n_frames"] = int(len(ref_e))
-    return Evaluation(metrics, (ref_e / n_atoms, pred_e / n_atoms), forces)
+    return Evaluation(metrics, (ref_e / n_atoms, pred_e / n_atoms), forces, dipole)

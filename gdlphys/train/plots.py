@@ -80,16 +80,19 @@ def plot_parity(
     forces: tuple[np.ndarray, np.ndarray] | None,
     output: str | Path,
     title: str = "",
+    dipole: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """Predicted against reference: energy per atom (relative to the mean) and force components."""
+    """Predicted against reference: energy per atom (relative to the mean), force and dipole components."""
     plt = _pyplot()
-    panels = 2 if forces is not None else 1
+    panels = 1 + (forces is not None) + (dipole is not None)
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.8), squeeze=False)
     ref_e, pred_e = energies
     shift = float(np.mean(ref_e))
     pairs = [(axes[0, 0], ref_e - shift, pred_e - shift, "energy per atom - mean (eV/atom)")]
     if forces is not None:
-        pairs.append((axes[0, 1], forces[0].ravel(), forces[1].ravel(), "force components (eV/Å)"))
+        pairs.append((axes[0, len(pairs)], forces[0].ravel(), forces[1].ravel(), "force components (eV/Å)"))
+    if dipole is not None:
+        pairs.append((axes[0, len(pairs)], dipole[0].ravel(), dipole[1].ravel(), "dipole components (e·Å)"))
     for ax, ref, pred, label in pairs:
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
         pad = 0.05 * (hi - lo or 1.0)
