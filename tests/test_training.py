@@ -105,3 +105,15 @@ def test_durations():
     assert parse_duration("00:00:02:30") == timedelta(minutes=2, seconds=30)
     with pytest.raises(ValueError, match="duration"):
         parse_duration("soon")
+
+
+def test_stage_two_raises_the_energy_weight_and_lowers_the_lr_late(small_set, config, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--train", str(small_set), "--config", str(config), "--quiet", "true", "-o", str(run)]
+    options = ["--fit.stage_two_fraction", "0.5", "--fit.stage_two_lr_factor", "0.1", "--fit.lr_patience", "100"]
+    assert main(args + options + ["--max-epochs", "4"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["gdlphys_stage"] == 2
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.001)
+    captured = capsys.readouterr()
+    assert "stage two from epoch 2" in captured.out + captured.err

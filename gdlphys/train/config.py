@@ -15,6 +15,8 @@ class FitConfig:
         energy_weight: weight of the per-atom energy MSE (eV^2/atom^2).
         forces_weight: weight of the force-component MSE ((eV/Å)^2).
         stress_weight: weight of the stress MSE ((eV/Å^3)^2), used where stress labels exist.
+        dipole_weight: weight of the dipole-component MSE ((e*Å)^2), used where the model has a
+            dipole head and the data dipole labels.
         ema_decay: decay of the exponential moving average of the weights (0 disables EMA);
             validation, checkpoints' best model and the exported potential use the average.
         batch_size: training structures per step.
@@ -24,6 +26,12 @@ class FitConfig:
         lr_patience: epochs without validation improvement before the LR drops.
         min_lr: the schedule stops lowering the LR here.
         grad_clip: gradient-norm clipping (0 disables).
+        stage_two_fraction: share of the budget (time or epochs, whichever runs out first) at
+            the end of training spent in a second stage, as MACE does: the energy weight is
+            multiplied by ``stage_two_energy_factor`` and the learning rate by
+            ``stage_two_lr_factor``. 0 disables it.
+        stage_two_energy_factor: energy-weight multiplier of the second stage.
+        stage_two_lr_factor: learning-rate multiplier on entering the second stage.
         seed: seeds the split, the initial weights and the shuffling.
         num_workers: DataLoader worker processes.
         dtype: precision the model is trained in ("float32" or "float64").
@@ -34,6 +42,7 @@ class FitConfig:
     energy_weight: float = 1.0
     forces_weight: float = 1.0
     stress_weight: float = 0.0
+    dipole_weight: float = 1.0
     ema_decay: float = 0.99
     batch_size: int = 8
     valid_batch_size: int = 32
@@ -42,6 +51,9 @@ class FitConfig:
     lr_patience: int = 4
     min_lr: float = 1e-5
     grad_clip: float = 10.0
+    stage_two_fraction: float = 0.2
+    stage_two_energy_factor: float = 10.0
+    stage_two_lr_factor: float = 0.2
     seed: int = 0
     num_workers: int = 0
     dtype: str = "float32"
@@ -55,7 +67,11 @@ class FitConfig:
             raise ValueError("fit.batch_size and fit.valid_batch_size must be >= 1")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"fit.dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if min(self.energy_weight, self.forces_weight, self.stress_weight) < 0:
+        if not 0.0 <= self.stage_two_fraction < 1.0:
+            raise ValueError(f"fit.stage_two_fraction must be in [0, 1), got {self.stage_two_fraction}")
+        if self.stage_two_energy_factor <= 0 or self.stage_two_lr_factor <= 0:
+            raise ValueError("fit.stage_two_energy_factor and fit.stage_two_lr_factor must be positive")
+        if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
             raise ValueError("loss weights must be >= 0")
 
     def to_dict(self) -> dict:

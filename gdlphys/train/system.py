@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 
@@ -31,7 +32,7 @@ class PotentialTask(L.LightningModule):
         )
         self.val_loss = MeanMetric().set_dtype(torch.float64)  # full precision for the plateau test
         self.val_metrics = torch.nn.ModuleDict(
-            {name: _error_metrics() for name in ("energy", "energy_per_atom", "forces", "stress")}
+            {name: _error_metrics() for name in ("energy", "energy_per_atom", "forces", "stress", "dipole")}
         )
 
     @property
@@ -44,7 +45,39 @@ class PotentialTask(L.LightningModule):
         with torch.set_grad_enabled(True):
             return model(batch, compute_forces=True, compute_stress=want_stress, create_graph=training)
 
-    def _loss(self, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # --- the second stage: more energy weight, lower LR, over the last part of the budget -----------
+    stage = 1
+
+    def budget_used(self) -> float:
+        """Share of the run's budget spent: the larger of elapsed/max_time and epoch/max_epochs."""
+        trainer = self.trainer
+        used = 0.0
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            used = trainer.current_epoch / trainer.max_epochs
+        for callback in trainer.callbacks:
+            if isinstance(callback, Timer) and callback._duration:
+                used = max(used, callback.time_elapsed("train") / callback._duration)
+        return used
+
+    def on_train_epoch_start(self) -> None:
+        if self.stage == 1 and self.fit.stage_two_fraction > 0 and self.budget_used() >= 1.0 - self.fit.stage_two_fraction:
+            self.stage = 2
+            for optimizer in self.trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = max(group["lr"] * self.fit.stage_two_lr_factor, self.fit.min_lr)
+            for config in self.trainer.lr_scheduler_configs:  # a fresh plateau count for the new stage
+                config.scheduler.num_bad_epochs = 0
+            self.print(f"gdlphys: stage two from epoch {self.current_epoch}: energy weight x{self.fit.stage_two_energy_factor:g}, learning rate x{self.fit.stage_two_lr_factor:g}")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gdlphys_stage"] = self.stage
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.stage = int(checkpoint.get("gdlphys_stage", 1))
+
+    def _loss(
+        self, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], stage: int = 1
+    ) -> dict[str, torch.Tensor]:
         n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
         parts = {}
         if keys.ENERGY in batch:
@@ -53,13 +86,21 @@ class PotentialTask(L.LightningModule):
             parts["forces"] = torch.mean((pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
         if keys.STRESS in pred and keys.STRESS in batch:
             parts["stress"] = torch.mean((pred[keys.STRESS] - batch[keys.STRESS]) ** 2)
-        weights = {"energy": self.fit.energy_weight, "forces": self.fit.forces_weight, "stress": self.fit.stress_weight}
+        if keys.DIPOLE in pred and keys.DIPOLE in batch:
+            parts["dipole"] = torch.mean((pred[keys.DIPOLE] - batch[keys.DIPOLE]) ** 2)
+        energy_factor = self.fit.stage_two_energy_factor if stage == 2 else 1.0
+        weights = {
+            "energy": self.fit.energy_weight * energy_factor,
+            "forces": self.fit.forces_weight,
+            "stress": self.fit.stress_weight,
+            "dipole": self.fit.dipole_weight,
+        }
         parts["loss"] = sum(weights[name] * value for name, value in parts.items())
         return parts
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         pred = self._predict(self.potential, batch, training=True)
-        parts = self._loss(pred, batch)
+        parts = self._loss(pred, batch, self.stage)
         n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
         for name, value in parts.items():
             self.log(f"train/{name}", value.detach(), batch_size=n_graphs, prog_bar=name == "loss", on_epoch=True, on_step=False)
@@ -83,6 +124,8 @@ class PotentialTask(L.LightningModule):
             self.val_metrics["forces"].update(pred[keys.FORCES].detach(), batch[keys.FORCES])
         if keys.STRESS in pred and keys.STRESS in batch:
             self.val_metrics["stress"].update(pred[keys.STRESS].detach(), batch[keys.STRESS])
+        if keys.DIPOLE in pred and keys.DIPOLE in batch:
+            self.val_metrics["dipole"].update(pred[keys.DIPOLE].detach(), batch[keys.DIPOLE])
 
     def on_validation_epoch_end(self) -> None:
         val_loss = self.val_loss.compute()
