@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench bench-env clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,24 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-bench: venv
-	$(BIN)/gdlphys bench
+# MACE, vesin and matscipy for `gdlphys bench`, in their own venv: never in .venv.
+BENCH_VENV := .bench/venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+MACE_VERSION ?= 0.3.16
+BENCH_ARGS ?=
+
+bench-env: $(BENCH_STAMP)
+
+$(BENCH_STAMP):
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q torch==$(TORCH_VERSION)
+	$(BENCH_VENV)/bin/pip install -q mace-torch==$(MACE_VERSION) vesin matscipy
+	touch $(BENCH_STAMP)
+
+# Every benchmark, gdlphys and MACE side by side (about 45 minutes on 2 cores); BENCH_ARGS=--quick for a smoke run.
+bench: venv bench-env
+	$(BIN)/gdlphys bench all $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .bench build *.egg-info

@@ -1,0 +1,200 @@
+"""MD speed through each code's ASE calculator (and, on request, NVE energy drift).
+
+Same integrator (ASE VelocityVerlet), time step, starting structures and velocities for
+both; the MACE side runs the same timing code in ``benchmarks/peers/mace_md.py``. Models:
+the ones the accuracy benchmark trained into the same output folder when they are there,
+otherwise freshly initialised ones of the same architectures (speed does not depend on the
+weights; drift of an untrained potential says less).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+
+from gdlphys.bench.options import BenchOptions
+from gdlphys.bench.peers import run_peer
+from gdlphys.bench.report import Table, line_panels, write_report
+from gdlphys.bench.systems import aspirin_molecule, aspirin_split, export_extxyz, molecule_box, subset_split
+
+GRIDS = [(1, 1, 1), (2, 2, 2), (4, 4, 6)]  # aspirin copies: 21, 168 and 2016 atoms
+TIMESTEP_FS = 0.5
+TEMPERATURE_K = 300.0
+FULL = {"grids": GRIDS, "min_seconds": 10.0, "max_steps": 100000, "warmup": 1}
+QUICK = {"grids": GRIDS[:2], "min_seconds": 0.5, "max_steps": 100, "warmup": 1}
+
+
+def _log(message: str) -> None:
+    print(f"bench md: {message}", file=sys.stderr, flush=True)
+
+
+def initialise_velocities(atoms: Atoms, temperature_k: float, seed: int) -> None:
+    """As in mace_md.py: Maxwell-Boltzmann from default_rng(seed), no net momentum or rotation."""
+    from gdlphys.md import initialise_velocities as gdlphys_velocities
+
+    gdlphys_velocities(atoms, temperature_k, np.random.default_rng(seed))
+
+
+def steps_per_second(atoms: Atoms, timestep_fs: float, min_seconds: float, max_steps: int, warmup: int) -> dict:
+    """VelocityVerlet in doubling chunks until ``min_seconds`` (or ``max_steps``) have passed (as mace_md.py)."""
+    from ase.md.verlet import VelocityVerlet
+
+    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    dyn.run(warmup)
+    steps, elapsed, chunk = 0, 0.0, 1
+    while elapsed < min_seconds and steps < max_steps:
+        chunk = min(chunk, max_steps - steps)
+        start = time.perf_counter()
+        dyn.run(chunk)
+        elapsed += time.perf_counter() - start
+        steps += chunk
+        chunk *= 2
+    return {"steps": steps, "seconds": elapsed, "steps_per_second": steps / elapsed}
+
+
+def nve_drift(atoms: Atoms, timestep_fs: float, steps: int) -> dict:
+    """Total energy along NVE: start -> end change, largest deviation and std, per atom, meV (as mace_md.py)."""
+    from ase.md.verlet import VelocityVerlet
+
+    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    energies: list[float] = []
+    dyn.attach(lambda: energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy()), interval=1)
+    start = time.perf_counter()
+    dyn.run(steps)
+    seconds = time.perf_counter() - start
+    e, n = np.asarray(energies), len(atoms)
+    return {
+        "steps": steps,
+        "time_ps": steps * timestep_fs / 1000.0,
+        "drift_mev_per_atom": 1000.0 * float(e[-1] - e[0]) / n,
+        "max_deviation_mev_per_atom": 1000.0 * float(np.max(np.abs(e - e[0]))) / n,
+        "energy_std_mev_per_atom": 1000.0 * float(np.std(e)) / n,
+        "finite": bool(np.all(np.isfinite(e))),
+        "steps_per_second": steps / seconds,
+    }
+
+
+def _models(options: BenchOptions, work: Path, peer_python: Path):
+    """(gdlphys potential, MACE model path, description): trained by the accuracy benchmark, or fresh."""
+    import torch
+
+    from gdlphys.models.files import load_potential
+
+    accuracy = options.out / "work" / "accuracy"
+    trained_mace = accuracy / "mace-train.json"
+    if (accuracy / "gdlphys" / "potential.pt").is_file() and trained_mace.is_file():
+        mace_model = json.loads(trained_mace.read_text())["model"]
+        if Path(mace_model).is_file():
+            report = options.out / "accuracy.json"
+            how = ""
+            if report.is_file():
+                document = json.loads(report.read_text())
+                quick = " --quick" if document["options"].get("quick") else ""
+                how = f" ({document['details']['budget_s'] / 60:.3g} min each{quick})"
+            return load_potential(accuracy / "gdlphys" / "potential.pt"), mace_model, f"trained by the accuracy benchmark{how}"
+
+    from gdlphys.data.datamodule import GraphDataset
+    from gdlphys.models.config import ModelConfig
+    from gdlphys.train.run import build_potential
+    from gdlphys.train.statistics import compute_statistics
+
+    split = subset_split(aspirin_split(), work / "data", 100, 10, 1)
+    model = ModelConfig()
+    frames = GraphDataset(split.train, model.cutoff, torch.float32)
+    potential = build_potential(model, compute_statistics(frames[i] for i in range(len(frames))), options.seed, torch.float32)
+    for name in ("train", "valid"):
+        export_extxyz(getattr(split, name), work / f"{name}.xyz")
+    _log("no trained models in this output folder: initialising both architectures (statistics of 100 frames, no training)")
+    peer = run_peer(
+        peer_python, "mace_train.py",
+        ["--train", str(work / "train.xyz"), "--valid", str(work / "valid.xyz"), "--work-dir", str(work / "mace"),
+         "--epochs", "0", "--device", options.device, "--seed", str(options.seed)],
+        work / "mace-init.json", work / "mace-init.log", options.threads, "MACE initialisation",
+    )
+    return potential, peer["model"], "freshly initialised (untrained; reference energies and scale from 100 frames)"
+
+
+def run(options: BenchOptions, peer_python: Path) -> list[Table]:
+    import ase.io
+
+    from gdlphys.calculator import GDLCalculator
+
+    work = options.work_dir("md")
+    setting = QUICK if options.quick else FULL
+    potential, mace_model, origin = _models(options, work, peer_python)
+    molecule = aspirin_molecule()
+    paths = []
+    for grid in setting["grids"]:
+        atoms = molecule_box(molecule, grid)
+        paths.append(work / f"aspirin-{len(atoms)}.xyz")
+        ase.io.write(paths[-1], atoms, format="extxyz")
+    drift_steps = round(options.drift_ps * 1000 / TIMESTEP_FS)
+    if options.quick and drift_steps:
+        drift_steps = min(drift_steps, 100)
+
+    calc = GDLCalculator(potential, device=options.device, dtype="float32")
+    ours = {"speed": [], "drift": None, "parameters": sum(p.numel() for p in potential.parameters()), "config": potential.config.to_dict()}
+    for path in paths:
+        atoms = ase.io.read(path)
+        atoms.calc = calc
+        initialise_velocities(atoms, TEMPERATURE_K, options.seed)
+        speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
+        speed.update(structure=str(path), n_atoms=len(atoms))
+        ours["speed"].append(speed)
+        _log(f"gdlphys: {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s")
+    if drift_steps:
+        _log(f"gdlphys: NVE drift, {drift_steps} steps of {TIMESTEP_FS} fs ...")
+        atoms = ase.io.read(paths[0])
+        atoms.calc = calc
+        initialise_velocities(atoms, TEMPERATURE_K, options.seed)
+        ours["drift"] = nve_drift(atoms, TIMESTEP_FS, drift_steps)
+
+    arguments = ["--model", mace_model, "--structures", *map(str, paths), "--device", options.device, "--timestep-fs", str(TIMESTEP_FS),
+                 "--temperature", str(TEMPERATURE_K), "--seed", str(options.seed), "--min-seconds", str(setting["min_seconds"]),
+                 "--max-steps", str(setting["max_steps"]), "--warmup", str(setting["warmup"]), "--drift-steps", str(drift_steps)]
+    peer = run_peer(peer_python, "mace_md.py", arguments, work / "mace-md.json", work / "mace-md.log", options.threads, "MACE MD")
+
+    tables = [speed_table(ours, peer, origin, options)]
+    if drift_steps:
+        tables.append(drift_table(ours, peer, drift_steps, origin))
+    series = {
+        "gdlphys": [(s["n_atoms"], s["steps_per_second"]) for s in ours["speed"]],
+        "MACE": [(s["n_atoms"], s["steps_per_second"]) for s in peer["speed"]],
+    }
+    line_panels(options.out / "md.png", f"ASE VelocityVerlet through each calculator, {options.threads} thread(s), {options.device}",
+                [("MD speed", "atoms", "steps per second", series)])
+    write_report(options.out, "md", tables, {"gdlphys": ours, "MACE": peer, "models": origin, "timestep_fs": TIMESTEP_FS}, options.to_dict())
+    return tables
+
+
+def speed_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> Table:
+    table = Table(f"MD speed: ASE VelocityVerlet, {TIMESTEP_FS} fs, float32, {options.threads} thread(s), {options.device}", ["gdlphys", "MACE"])
+    for a, b in zip(ours["speed"], peer["speed"]):
+        kind = "molecule" if a["n_atoms"] <= 21 else "periodic box"
+        table.add(f"{a['n_atoms']} atoms ({kind})", "steps/s", {"gdlphys": a["steps_per_second"], "MACE": b["steps_per_second"]}, better="higher")
+    table.add("parameters", "", {"gdlphys": ours["parameters"], "MACE": peer["parameters"]}, better="")
+    c = ours["config"]
+    table.notes += [
+        f"gdlphys: {c['num_features']} channels, l_max {c['l_max']}, {c['num_layers']} layers, cutoff {c['cutoff']} Å",
+        f"MACE: 32 channels (32x0e+32x1o), L 1, max_ell 3, correlation 3, 2 layers, cutoff {peer['r_max']} Å",
+        f"models: {origin}",
+        "MACE's calculator computes the stress on every call (its default); gdlphys's computes what ASE asks for",
+    ]
+    return table
+
+
+def drift_table(ours: dict, peer: dict, steps: int, origin: str) -> Table:
+    a, b = ours["drift"], peer["drift"]
+    table = Table(f"NVE energy drift: aspirin, {steps} steps of {TIMESTEP_FS} fs ({steps * TIMESTEP_FS / 1000:g} ps) from {TEMPERATURE_K:.0f} K, float32", ["gdlphys", "MACE"])
+    table.add("|drift| start -> end", "meV/atom", {"gdlphys": abs(a["drift_mev_per_atom"]), "MACE": abs(b["drift_mev_per_atom"])})
+    table.add("max |E(t) - E(0)|", "meV/atom", {"gdlphys": a["max_deviation_mev_per_atom"], "MACE": b["max_deviation_mev_per_atom"]})
+    table.add("energy std", "meV/atom", {"gdlphys": a["energy_std_mev_per_atom"], "MACE": b["energy_std_mev_per_atom"]})
+    table.notes.append(f"models: {origin}")
+    if origin.startswith("fresh"):
+        table.notes.append("untrained models: their forces differ in size, so this drift says little; run the accuracy benchmark first")
+    return table

@@ -1,0 +1,136 @@
+"""`gdlphys bench`: tables, reports, structures and the neighbour benchmark at tiny sizes.
+
+The MACE side needs the peer environment (`make bench-env`); its tests skip without it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from gdlphys.bench import neighbours
+from gdlphys.bench.peers import DEFAULT_PEER_PYTHON, PEER_SCRIPTS
+from gdlphys.bench.report import Table, bar_panels, line_panels, write_report
+from gdlphys.bench.systems import aspirin_molecule, aspirin_split, export_extxyz, molecule_box, random_atoms
+from gdlphys.cli import main
+
+needs_peers = pytest.mark.skipif(not DEFAULT_PEER_PYTHON.is_file(), reason="no peer venv (make bench-env)")
+
+
+def test_table_ratio_winner_and_json():
+    table = Table("t", ["gdlphys", "MACE"])
+    table.add("force MAE", "meV/Å", {"gdlphys": 20.0, "MACE": 40.0})
+    table.add("speed", "steps/s", {"gdlphys": 10.0, "MACE": 5.0}, better="higher")
+    table.add("missing", "s", {"gdlphys": 1.0, "MACE": None})
+    text = table.render()
+    lines = text.splitlines()
+    assert "gdlphys/MACE" in lines[1]
+    force, speed, missing = lines[3:6]
+    assert force.split()[-2:] == ["0.500", "gdlphys"]
+    assert speed.split()[-2:] == ["2.00", "gdlphys"]
+    assert missing.split()[-1] == "-"
+    rows = table.to_dict()["rows"]
+    assert [r["ratio"] for r in rows] == [0.5, 2.0, None]
+
+
+def test_report_files(tmp_path):
+    table = Table("t", ["gdlphys", "MACE"])
+    table.add("x", "s", {"gdlphys": 1.0, "MACE": 2.0})
+    path = write_report(tmp_path, "demo", [table], {"raw": [1, 2]}, {"quick": True})
+    document = json.loads(path.read_text())
+    assert document["benchmark"] == "demo" and document["tables"][0]["rows"][0]["ratio"] == 0.5
+    assert "torch" in document["environment"]
+    bar_panels(tmp_path / "bars.png", "bars", [("x", {"gdlphys": 1.0, "MACE": None})])
+    line_panels(tmp_path / "lines.png", "lines", [("p", "atoms", "s", {"gdlphys": [(10, 0.1), (80, 0.5)]})])
+    for name in ("bars.png", "lines.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_aspirin_dataset_and_extxyz(tmp_path):
+    import ase.io
+
+    from gdlphys.data import FrameReader
+
+    split = aspirin_split()
+    assert [len(FrameReader(p)) for p in (split.train, split.valid, split.test)] == [950, 50, 200]
+    n = export_extxyz(split.valid, tmp_path / "valid.xyz")
+    frames = ase.io.read(tmp_path / "valid.xyz", index=":")
+    reader = FrameReader(split.valid)
+    assert n == len(frames) == 50
+    assert frames[3].info["REF_energy"] == pytest.approx(float(reader[3]["energy"]), abs=1e-8)
+    np.testing.assert_allclose(frames[3].arrays["REF_forces"], reader[3]["forces"], atol=1e-7)
+
+
+def test_molecule_box_has_no_overlaps():
+    from ase.neighborlist import neighbor_list
+
+    molecule = aspirin_molecule()
+    assert len(molecule) == 21 and not molecule.pbc.any()
+    box = molecule_box(molecule, (2, 2, 2))
+    assert len(box) == 168 and box.pbc.all()
+    i, _ = neighbor_list("ij", box, 0.8)  # C-H bonds are ~1.1 Å; nothing closer between copies
+    assert len(i) == 0
+
+
+def test_random_atoms_at_water_density():
+    positions, cell = random_atoms(1000, seed=0)
+    assert positions.shape == (1000, 3)
+    assert 1000 / np.linalg.det(cell) == pytest.approx(0.1003, rel=1e-6)
+    assert (positions >= 0).all() and (positions < cell[0, 0]).all()
+
+
+def test_gdlphys_neighbour_timings_match_ase_pairs():
+    from ase.neighborlist import primitive_neighbor_list
+
+    structures = {n: random_atoms(n, seed=1) for n in (50, 400)}
+    rows = neighbours.measure_gdlphys(structures, max_seconds=10.0, repeats=1)
+    assert len(rows) == 4 and all(r["seconds"] > 0 for r in rows)
+    for r in rows:
+        positions, cell = structures[r["n_atoms"]]
+        i, _ = primitive_neighbor_list("ij", [r["periodic"]] * 3, cell, positions, neighbours.CUTOFF)
+        assert r["pairs"] == len(i)
+    tables = [neighbours.time_table(rows, [50, 400]), neighbours.scaling_table(rows, [50, 400])]
+    assert "gdlphys/vesin" in tables[0].render()
+    assert len(tables[1].rows) == 2  # 400 = 8 x 50, periodic and open
+
+
+def test_pair_count_mismatch_is_an_error():
+    rows = [
+        {"code": "gdlphys", "n_atoms": 10, "periodic": True, "seconds": 1.0, "pairs": 4},
+        {"code": "vesin", "n_atoms": 10, "periodic": True, "seconds": 1.0, "pairs": 6},
+    ]
+    with pytest.raises(RuntimeError, match="disagree"):
+        neighbours.check_pair_counts(rows)
+
+
+def test_missing_peer_environment_says_how_to_make_it(tmp_path, capsys):
+    status = main(["bench", "neighbours", "--quick", "--out", str(tmp_path), "--peer-python", str(tmp_path / "nope" / "python")])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "make bench-env" in err and "peer environment is missing" in err
+    assert not list(tmp_path.iterdir())  # nothing measured, nothing written
+
+
+def test_peer_scripts_import_nothing_of_gdlphys():
+    for script in PEER_SCRIPTS.glob("*.py"):
+        assert "gdlphys" not in "".join(l for l in script.read_text().splitlines() if l.lstrip().startswith(("import", "from")))
+
+
+@needs_peers
+def test_peer_neighbour_lists_agree_with_gdlphys(tmp_path):
+    python = DEFAULT_PEER_PYTHON  # find_peer_python would import mace: seconds this test does not need
+    structures = {n: random_atoms(n, seed=2) for n in (40, 320)}
+    archive = tmp_path / "atoms.npz"
+    np.savez(archive, **{f"positions_{n}": p for n, (p, _) in structures.items()}, **{f"cell_{n}": c for n, (_, c) in structures.items()})
+    result = tmp_path / "out.json"
+    subprocess.run(
+        [str(python), str(PEER_SCRIPTS / "neighbours.py"), "--structures", str(archive), "--result", str(result), "--repeats", "1"],
+        check=True, capture_output=True,
+    )
+    peer_rows = json.loads(result.read_text())["rows"]
+    rows = neighbours.measure_gdlphys(structures, max_seconds=10.0, repeats=1) + peer_rows
+    assert {r["code"] for r in peer_rows} == {"ase", "vesin", "matscipy"}
+    neighbours.check_pair_counts(rows)  # every code finds the same pairs
