@@ -87,8 +87,7 @@ def plot_parity(
     panels = 1 + (forces is not None) + (dipole is not None)
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.8), squeeze=False)
     ref_e, pred_e = energies
-    shift = float(np.mean(ref_e))
-    pairs = [(axes[0, 0], ref_e - shift, pred_e - shift, "energy per atom - mean (eV/atom)")]
+    pairs = [(axes[0, 0], ref_e, pred_e, "energy per atom above the reference energies E0 (eV/atom)")]
     if forces is not None:
         pairs.append((axes[0, len(pairs)], forces[0].ravel(), forces[1].ravel(), "force components (eV/Å)"))
     if dipole is not None:
