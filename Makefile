@@ -25,7 +25,7 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-# MACE, vesin and matscipy for `gdlphys bench`, in their own venv: never in .venv.
+# MACE (which pins its own e3nn) and the peer neighbour lists for `gdlphys bench`, in their own venv: MACE never enters .venv.
 BENCH_VENV := .bench/venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 MACE_VERSION ?= 0.3.16
