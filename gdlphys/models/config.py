@@ -30,7 +30,7 @@ class ModelConfig:
     cutoff: float = 5.0
     num_features: int = 32
     l_max: int = 2
-    num_layers: int = 3
+    num_layers: int = 2
     num_basis: int = 8
     cutoff_p: int = 6
     radial_hidden: int = 64
