@@ -16,13 +16,19 @@ from gdlphys.cli import main
 from gdlphys.data import read_hdf5, write_hdf5
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential, UnknownElementError
-from gdlphys.models.surgery import grow_species, refit_reference_energies
+from gdlphys.models.surgery import (
+    grow_species,
+    refit_reference_energies,
+    species_entry_masks,
+)
 from gdlphys.train.config import FitConfig
 from gdlphys.train.finetune import frozen_parameter_names
+from gdlphys.train.finetune_task import FinetuneTask
+from gdlphys.train.replay import find_training_data, resolve_replay
 from gdlphys.train.run import train_potential
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structures import batch_of, random_crystal, random_molecule, tiny_config  # noqa: E402
+from structures import batch_of, random_crystal, random_molecule, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ETHANOL = ROOT / "datasets" / "ethanol-xtb" / "train.h5"
@@ -66,6 +72,128 @@ def test_grown_potential_accepts_the_new_element():
         parent(batch)
     out = grow_species(parent, [7])(batch)
     assert torch.isfinite(out[keys.ENERGY]).all() and torch.isfinite(out[keys.FORCES]).all()
+
+
+def test_new_element_entries_are_exactly_what_old_structures_never_see():
+    grown = grow_species(_hco_potential(), [7])
+    masks = species_entry_masks(grown, [7])
+    assert set(masks) == {"model.0.linear.weight", "model.5.scale"} | {
+        n for n in masks if n.endswith("self_connection.weight")
+    } and sum(n.endswith("self_connection.weight") for n in masks) == 2
+    old_only = batch_of([random_molecule(8, seed=s, species=OLD) for s in range(3)], grown.cutoff)
+    want = grown(old_only)
+    touched = grow_species(_hco_potential(), [7])
+    with torch.no_grad():
+        for name, parameter in touched.named_parameters():
+            if name in masks:
+                parameter[masks[name]] += 0.5  # only N's entries
+    got = touched(old_only)
+    for key in (keys.ENERGY, keys.FORCES):
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-10)
+    with torch.no_grad():  # an entry outside the masks does change them
+        touched.model[0].linear.weight[~masks["model.0.linear.weight"]] += 0.5
+    assert not torch.allclose(touched(old_only)[keys.ENERGY], want[keys.ENERGY])
+
+
+def _step(task: FinetuneTask, batch) -> None:
+    """One optimiser step the way Lightning takes it (hooks included), without a Trainer."""
+    optimizer = torch.optim.AdamW([p for p in task.potential.parameters() if p.requires_grad], lr=0.05)
+    pred = task.potential(batch, compute_forces=True, create_graph=True)
+    loss = ((pred[keys.FORCES] - batch[keys.FORCES]) ** 2).mean() + ((pred[keys.ENERGY] - batch[keys.ENERGY]) ** 2).mean()
+    if task.anchor_weight > 0:
+        loss = loss + task.anchor_weight * task.anchor_penalty()
+    loss.backward()
+    task.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    task.slow_old_entries()
+    task.restore_frozen_entries()
+
+
+def _nitrogen_batch(potential: Potential):
+    structures = [random_molecule(7, seed=s, species=[1, 6, 7, 8]) for s in range(3)]
+    batch = batch_of(structures, potential.cutoff)
+    batch[keys.ENERGY] = torch.randn(3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    batch[keys.FORCES] = torch.randn(batch[keys.POSITIONS].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    return batch
+
+
+@pytest.mark.parametrize("how", ["freeze", "old_lr_factor=0"])
+def test_frozen_per_species_parts_still_teach_the_new_element(how):
+    grown = grow_species(_hco_potential(), [7])
+    masks = species_entry_masks(grown, [7])
+    start = {k: v.clone() for k, v in grown.state_dict().items()}
+    if how == "freeze":
+        frozen = frozen_parameter_names(grown, "embedding,interaction,scale_shift")
+        task = FinetuneTask(grown, FitConfig(ema_decay=0.0), frozen, masks)
+    else:
+        task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), masks, old_lr_factor=0.0)
+    assert "model.0.linear.weight" in task.partly_frozen and "model.2.linear_in.weight" in task.fully_frozen
+    for _ in range(2):
+        _step(task, _nitrogen_batch(grown))
+    tuned = grown.state_dict()
+    for name, mask in masks.items():
+        assert torch.equal(tuned[name][~mask], start[name][~mask]), name  # old elements' entries: bit-identical
+        assert not torch.equal(tuned[name][mask], start[name][mask]), name  # the new element learns
+    for name in task.fully_frozen:
+        assert torch.equal(tuned[name], start[name]), name
+
+
+def test_old_lr_factor_scales_the_steps_of_old_entries_only():
+    def run(factor: float) -> dict[str, torch.Tensor]:
+        grown = grow_species(_hco_potential(), [7])
+        task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), old_lr_factor=factor)
+        _step(task, _nitrogen_batch(grown))
+        return grown.state_dict()
+
+    start = grow_species(_hco_potential(), [7]).state_dict()
+    full, slow = run(1.0), run(0.1)
+    masks = species_entry_masks(grow_species(_hco_potential(), [7]), [7])
+    radial = "model.2.radial.layer1.weight"
+    torch.testing.assert_close(slow[radial] - start[radial], 0.1 * (full[radial] - start[radial]))
+    name = "model.0.linear.weight"
+    torch.testing.assert_close(slow[name][masks[name]], full[name][masks[name]])  # the new element's row: full steps
+
+
+def test_anchor_penalty_pulls_old_weights_not_new_entries():
+    grown = grow_species(_hco_potential(), [7])
+    masks = species_entry_masks(grown, [7])
+    task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), masks, anchor_weight=1.0)
+    assert float(task.anchor_penalty().detach()) == 0.0
+    with torch.no_grad():
+        grown.model[0].linear.weight[masks["model.0.linear.weight"]] += 1.0
+    assert float(task.anchor_penalty().detach()) == 0.0  # the new element's entries are free
+    with torch.no_grad():
+        grown.model[0].linear.weight[~masks["model.0.linear.weight"]] += 1.0
+    n_old = int((~masks["model.0.linear.weight"]).sum())
+    n_anchored = sum(int((~masks[n]).sum()) if n in masks else p.numel() for n, p in grown.named_parameters())
+    assert float(task.anchor_penalty().detach()) == pytest.approx(n_old / n_anchored)  # a mean over the old entries
+
+
+def test_replay_weight_weights_only_the_replayed_frames():
+    from gdlphys.train.replay import REPLAY_MARK
+    from gdlphys.train.system import PotentialTask
+
+    grown = grow_species(_hco_potential(), [7])
+    batch = _nitrogen_batch(grown)
+    plain = PotentialTask(grown, FitConfig(ema_decay=0.0))
+    want_parts = plain._loss(plain._predict(grown, dict(batch), training=False), batch)
+    weighted = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), replay_weight=3.0)
+    replay = torch.tensor([False, True, False])
+    got = weighted.training_step({**batch, REPLAY_MARK: replay}, 0)
+    pred = plain._predict(grown, dict(batch), training=False)
+    n = batch[keys.NUM_ATOMS].double()
+    w = torch.tensor([1.0, 3.0, 1.0], dtype=torch.float64)
+    energy = torch.mean(w * ((pred[keys.ENERGY] - batch[keys.ENERGY]) / n) ** 2)
+    forces = torch.mean(w[batch[keys.BATCH]].unsqueeze(-1) * (pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
+    torch.testing.assert_close(got, energy + forces)
+    nothing_replayed = weighted.training_step({**batch, REPLAY_MARK: torch.zeros(3, dtype=torch.bool)}, 0)
+    torch.testing.assert_close(nothing_replayed, want_parts["loss"])
+    forces_only = FinetuneTask(
+        grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), replay_weight=3.0, replay_energies=False
+    )  # replay at another level of theory: its energies stay out of the loss
+    got = forces_only.training_step({**batch, REPLAY_MARK: replay}, 0)
+    energy = torch.mean(torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64) * ((pred[keys.ENERGY] - batch[keys.ENERGY]) / n) ** 2)
+    torch.testing.assert_close(got, energy + forces)
 
 
 def _labelled(potential: Potential, structures, offsets: dict[int, float]):
@@ -147,7 +275,9 @@ def test_finetune_with_replay_learns_the_new_element(data, tmp_path, capsys):
     tuned = load_potential(run)
     assert tuned.species == (1, 6, 8, 7)
     summary = json.loads((run / "finetune.json").read_text())
-    assert summary["new_species"] == [7] and summary["replay"]["frames"] == 3  # 0.3 / 0.7 * 6 new frames
+    assert summary["new_species"] == [7] and summary["replay"]["frames_per_epoch"] == 3  # 0.3 / 0.7 * 6 new frames
+    # replay and new frames are both GFN2-xTB: one refit of the reference energies on both, energies trained on both
+    assert summary["replay"]["method"] == "GFN2-xTB" and summary["replay"]["energies_trained"]
     assert tuned.metadata["reference_energies"]["new"] == pytest.approx(tuned.reference_energies.tolist(), rel=1e-6)
     errors = summary["errors"]
     assert errors["new"]["finetuned"]["forces_mae"] < errors["new"]["start"]["forces_mae"]
@@ -156,20 +286,72 @@ def test_finetune_with_replay_learns_the_new_element(data, tmp_path, capsys):
     assert errors["original"]["start"]["forces_mae"] == pytest.approx(errors["original"]["parent"]["forces_mae"], rel=1e-5)
 
 
-def test_frozen_parts_stay_bit_identical(data, tmp_path):
-    from gdlphys.train.finetune import finetune_potential
+def test_frozen_parts_stay_bit_identical_but_the_new_element_learns(data, tmp_path):
+    from gdlphys.train.finetune import FinetuneConfig, finetune_potential
 
     parent = load_potential(data["parent"])
     result = finetune_potential(
-        parent, data["methylamine"], tmp_path / "frozen", freeze="embedding,interaction.0",
+        parent, data["methylamine"], tmp_path / "frozen", config=FinetuneConfig(freeze="embedding,interaction.0"),
         fit=FitConfig(batch_size=4, valid_fraction=0.25, lr=0.005), trainer={"accelerator": "cpu"},
         max_epochs=1, progress=False,
     )
-    start = grow_species(parent, [7]).state_dict()
+    grown = grow_species(parent, [7])
+    start, masks = grown.state_dict(), species_entry_masks(grown, [7])
     tuned = load_potential(result.potential_path).state_dict()
-    assert result.frozen and all(torch.equal(tuned[name], start[name]) for name in result.frozen)
+    summary = json.loads((result.run_dir / "finetune.json").read_text())
+    partly, fully = summary["frozen_except_new_elements"], summary["frozen"]
+    assert "model.0.linear.weight" in partly and fully
+    for name in fully:
+        assert torch.equal(tuned[name], start[name]), name
+    for name in partly:
+        assert torch.equal(tuned[name][~masks[name]], start[name][~masks[name]]), name
+        assert not torch.equal(tuned[name][masks[name]], start[name][masks[name]]), name
     trainable = [n for n in start if n.endswith("linear_2.weight")]
     assert trainable and not torch.equal(tuned[trainable[0]], start[trainable[0]])
+
+
+def test_training_batches_mark_the_replayed_frames(data):
+    from gdlphys.train.replay import REPLAY_MARK, ReplayDataModule
+
+    module = ReplayDataModule(
+        data["methylamine"], cutoff=4.0, batch_size=4, valid_fraction=0.25, replay=data["ethanol"], replay_fraction=0.3, hold_out=4,
+    )
+    module.setup("fit")
+    assert len(module.new_train_set) == 6 and len(module.replay_set) == 20 and len(module.replay_held_out) == 4
+    loader = module.train_dataloader()
+    drawn = []
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        indices = list(loader.sampler)
+        assert sorted(i for i in indices if i < 6) == list(range(6))  # every new frame, once
+        drawn.append(sorted(i for i in indices if i >= 6))
+        assert len(drawn[-1]) == module.replay_per_epoch == 3  # 0.3 / 0.7 * 6 replay frames per epoch
+        marks = torch.cat([batch[REPLAY_MARK] for batch in loader])
+        assert int(marks.sum()) == 3 and len(marks) == 9
+    assert drawn[0] != drawn[1] or drawn[1] != drawn[2]  # drawn afresh each epoch
+    loader.sampler.set_epoch(1)
+    assert sorted(i for i in loader.sampler if i >= 6) == drawn[1]  # ... as a function of the epoch
+    batch = next(iter(loader))
+    is_ethanol = torch.stack([(batch[keys.ATOMIC_NUMBERS][batch[keys.BATCH] == g] == 8).any() for g in range(len(batch[REPLAY_MARK]))])
+    assert torch.equal(is_ethanol, batch[REPLAY_MARK])  # the replayed frames are the ethanol ones
+
+
+def test_replay_is_found_by_hash_or_made_from_the_original_test_by_the_parent(data, tmp_path):
+    parent = load_potential(data["parent"])
+    assert find_training_data(parent).resolve() == Path(data["ethanol"]).resolve()
+    relabel = resolve_replay(parent, tmp_path, labels="parent")
+    assert relabel.origin == "parent training data" and relabel.labels == "parent"
+    frames = read_hdf5(relabel.path)
+    want = parent(batch_of(frames[:2], parent.cutoff, dtype=parent.dtype), compute_forces=True)
+    got = np.concatenate([frames[0].get_forces(), frames[1].get_forces()])
+    np.testing.assert_allclose(got, want[keys.FORCES].detach().numpy(), atol=1e-5)
+
+    parent.metadata = {}  # no record of the training data: the original-domain test frames, split in two
+    source = resolve_replay(parent, tmp_path / "split", original_test=data["ethanol"])
+    assert source.origin == "original-test structures" and source.labels == "parent"
+    n = len(read_hdf5(data["ethanol"]))
+    assert len(read_hdf5(source.path)) + len(read_hdf5(source.original_test)) == n
+    assert resolve_replay(parent, tmp_path / "none").path is None
 
 
 def test_finetune_cli_rejects_a_bad_freeze_spec_before_running(data, tmp_path, capsys):

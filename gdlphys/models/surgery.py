@@ -44,7 +44,7 @@ from gdlphys.graph import collate, structure_graph
 from gdlphys.models.potential import Potential
 from gdlphys.nn import Interaction, SpeciesEmbedding, SpeciesScaleShift
 
-__all__ = ["ReferenceRefit", "grow_species", "refit_reference_energies"]
+__all__ = ["ReferenceRefit", "grow_species", "refit_reference_energies", "species_entry_masks"]
 
 
 def _grow_linear(old: o3.Linear, new: o3.Linear, n_old: int) -> torch.Tensor:
@@ -109,6 +109,41 @@ def grow_species(potential: Potential, new_species: Iterable[int]) -> Potential:
     grown.metadata = dict(getattr(potential, "metadata", {}) or {})
     grown.train(potential.training)
     return grown
+
+
+def species_entry_masks(potential: Potential, species: Iterable[int]) -> dict[str, torch.Tensor]:
+    """Per-species parameters -> boolean masks (parameter-shaped) of the entries that belong to ``species``.
+
+    Those are the rows a species owns: its embedding row, its slices of every self-connection,
+    its scale. Fine-tuning uses them to keep a new element trainable inside a frozen part,
+    and to leave it out of the penalty that holds the old weights near the parent's.
+    """
+    wanted = [potential.species.index(int(z)) for z in species if int(z) in potential.species]
+    masks: dict[str, torch.Tensor] = {}
+    for index, module in enumerate(potential.model):
+        prefix = f"model.{index}"
+        if isinstance(module, SpeciesEmbedding):
+            mask = torch.zeros_like(module.linear.weight, dtype=torch.bool)
+            for view in module.linear.weight_views(mask):
+                view[wanted] = True
+            masks[f"{prefix}.linear.weight"] = mask
+        elif isinstance(module, Interaction):
+            mask = torch.zeros_like(module.self_connection.weight, dtype=torch.bool)
+            for view in module.self_connection.weight_views(mask):
+                view[:, wanted] = True
+            masks[f"{prefix}.self_connection.weight"] = mask
+        elif isinstance(module, SpeciesScaleShift):
+            mask = torch.zeros_like(module.scale, dtype=torch.bool)
+            mask[wanted] = True
+            masks[f"{prefix}.scale"] = mask
+    return masks
+
+
+def _scale_shift(potential: Potential) -> SpeciesScaleShift:
+    modules = [m for m in potential.model if isinstance(m, SpeciesScaleShift)]
+    if len(modules) != 1:
+        raise ValueError(f"expected one SpeciesScaleShift in the model, found {len(modules)}")
+    return modules[0]
 
 
 @dataclass
@@ -213,7 +248,7 @@ def refit_reference_energies(
     old = potential.reference_energies.detach().double().cpu().numpy().copy()
     new = old.copy()
     new[present] += delta
-    buffer = potential.model[-1].reference_energies
+    buffer = _scale_shift(potential).reference_energies
     buffer.copy_(torch.as_tensor(new, dtype=buffer.dtype, device=buffer.device))
     return ReferenceRefit(
         species=list(potential.species),
@@ -221,6 +256,6 @@ def refit_reference_energies(
         new=[float(e) for e in buffer.double().cpu()],
         residual_rms_per_atom_before=float(np.sqrt(np.mean((residual / n_atoms) ** 2))),
         residual_rms_per_atom_after=float(np.sqrt(np.mean((after / n_atoms) ** 2))),
-        n_frames=int(len(residual)),
+        n_frames=len(residual),
     )
 

@@ -7,34 +7,118 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from ase.data import chemical_symbols
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from gdlphys import keys
-from gdlphys.data.datamodule import FramesDataModule, GraphDataset, file_sha256
-from gdlphys.graph import collate
+from gdlphys.data.datamodule import GraphDataset, file_sha256
 from gdlphys.io_utils import atomic_write
 from gdlphys.models.files import POTENTIAL_FILENAME, load_potential, save_potential
 from gdlphys.models.potential import Potential
-from gdlphys.models.surgery import grow_species, refit_reference_energies
+from gdlphys.models.surgery import (
+    ReferenceRefit,
+    grow_species,
+    refit_reference_energies,
+    species_entry_masks,
+)
 from gdlphys.nn import Interaction, ScalarReadout, SpeciesEmbedding, SpeciesScaleShift
 from gdlphys.train.config import FitConfig
-from gdlphys.train.plots import _pyplot, _save, plot_learning_curve
+from gdlphys.train.finetune_report import (
+    STAGES,
+    dataset_errors,
+    format_errors,
+    plot_forgetting,
+)
+from gdlphys.train.finetune_task import FinetuneTask, force_sensitivity
+from gdlphys.train.plots import plot_learning_curve
+from gdlphys.train.replay import (
+    REPLAY_LABELS,
+    ReplayDataModule,
+    ReplaySource,
+    level_of_theory,
+    resolve_replay,
+)
 from gdlphys.train.run import fit_task, metrics_files
-from gdlphys.train.system import PotentialTask
 
-FINETUNE_LR_FACTOR = 0.1  # default learning rate: 10x below a training run's
-STAGES = ("parent", "start", "finetuned")  # as loaded; after surgery + E0 refit; after training
+__all__ = [
+    "STAGES", "FinetuneConfig", "FinetuneResult", "FinetuneSetup", "dataset_errors", "default_finetune_fit",
+    "finetune_potential", "format_errors", "frozen_parameter_names", "plot_forgetting", "prepare_finetune",
+    "recorded_fit",
+]
+
+FINETUNE_LR_FACTOR = 1.0  # default learning rate: this times the parent's; its own weights step old_lr_factor times that
+REFIT_REPLAY_FRAMES = 500  # replay frames that join the reference-energy refit (same level of theory)
+ANCHOR_KINDS = ("sensitivity", "uniform")
 
 
-def default_finetune_fit() -> FitConfig:
-    return FitConfig(lr=FitConfig().lr * FINETUNE_LR_FACTOR)
+@dataclass
+class FinetuneConfig:
+    """How a potential is fine-tuned, beyond the fit options (:class:`FitConfig`).
+
+    The defaults are measured (README, "Fine-tune"; ``examples/finetune_vs_scratch.py``): with the
+    parent's own training data replayed at this share and weight, the error on the original
+    domain stays within ~20 % of the parent's while the new chemistry is learnt.
+
+    Attributes:
+        replay_fraction: share of each epoch's training frames drawn (afresh) from the replay frames.
+        replay_weight: weight of a replayed frame's loss terms relative to a new frame's.
+        replay_labels: "data" (the replay file's labels), "parent" (the parent's predictions:
+            self-distillation), "auto" (the file's where every frame has energy and forces).
+        freeze: parts whose weights stay fixed (``embedding,interaction.0``, ...); a new
+            element's own entries in them still train.
+        old_lr_factor: the parent's weights take steps this many times the new element's
+            (0: only the new element's entries train; the old elements cannot change at all).
+        anchor_weight: weight of the pull of the old weights towards the parent's (0: off).
+        anchor: "sensitivity" (each weight weighted by how much the original-domain forces
+            depend on it, EWC-like: the penalty estimates the rise of their force MSE) or
+            "uniform" (mean squared change, L2-SP).
+        refit_reference: refit the reference energies on the new data by least squares.
+    """
+
+    replay_fraction: float = 2 / 3
+    replay_weight: float = 4.0
+    replay_labels: str = "auto"
+    freeze: str | None = None
+    old_lr_factor: float = 0.3
+    anchor_weight: float = 0.0
+    anchor: str = "sensitivity"
+    refit_reference: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.replay_fraction < 1.0:
+            raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+        if self.replay_weight <= 0:
+            raise ValueError(f"replay_weight must be > 0, got {self.replay_weight}")
+        if self.replay_labels not in REPLAY_LABELS:
+            raise ValueError(f"replay_labels must be one of {', '.join(REPLAY_LABELS)}, got {self.replay_labels!r}")
+        if not 0.0 <= self.old_lr_factor <= 1.0:
+            raise ValueError(f"old_lr_factor must be in [0, 1], got {self.old_lr_factor}")
+        if self.anchor_weight < 0:
+            raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
+        if self.anchor not in ANCHOR_KINDS:
+            raise ValueError(f"anchor must be one of {', '.join(ANCHOR_KINDS)}, got {self.anchor!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def recorded_fit(potential: Potential | None) -> FitConfig:
+    """The fit options a potential file records it was trained with (FitConfig's defaults where it records none)."""
+    recorded = ((getattr(potential, "metadata", None) or {}).get("fit") or {}) if potential is not None else {}
+    return FitConfig(**{k: v for k, v in recorded.items() if k in FitConfig.__dataclass_fields__})
+
+
+def default_finetune_fit(parent: Potential | None = None) -> FitConfig:
+    """The parent's recorded fit options (batch size, schedule, EMA, loss weights) at a lower learning rate."""
+    base = recorded_fit(parent)
+    return FitConfig(**{**base.to_dict(), "lr": base.lr * FINETUNE_LR_FACTOR})
 
 
 @dataclass
@@ -92,63 +176,6 @@ def frozen_parameter_names(potential: Potential, spec: str | list[str] | None) -
     return chosen
 
 
-def dataset_errors(potential: Potential, dataset: Dataset, batch_size: int = 32) -> dict[str, float]:
-    """Energy (per atom) and force MAE / RMSE of ``potential`` on labelled graphs (eV, eV/Å)."""
-    was_training = potential.training
-    potential.eval()
-    sums = {"energy_per_atom_abs": 0.0, "energy_per_atom_sq": 0.0, "forces_abs": 0.0, "forces_sq": 0.0}
-    n_frames = n_components = 0
-    try:
-        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
-            with torch.enable_grad():
-                out = potential(batch, compute_forces=keys.FORCES in batch)
-            n_atoms = batch[keys.NUM_ATOMS].double()
-            err_e = (out[keys.ENERGY].detach().double() - batch[keys.ENERGY].double()) / n_atoms
-            sums["energy_per_atom_abs"] += float(err_e.abs().sum())
-            sums["energy_per_atom_sq"] += float((err_e**2).sum())
-            n_frames += len(err_e)
-            if keys.FORCES in batch:
-                err_f = out[keys.FORCES].detach().double() - batch[keys.FORCES].double()
-                sums["forces_abs"] += float(err_f.abs().sum())
-                sums["forces_sq"] += float((err_f**2).sum())
-                n_components += err_f.numel()
-    finally:
-        potential.train(was_training)
-    if n_frames == 0:
-        raise ValueError("no frames to evaluate on")
-    metrics = {
-        "energy_per_atom_mae": sums["energy_per_atom_abs"] / n_frames,
-        "energy_per_atom_rmse": math.sqrt(sums["energy_per_atom_sq"] / n_frames),
-        "n_frames": n_frames,
-    }
-    if n_components:
-        metrics["forces_mae"] = sums["forces_abs"] / n_components
-        metrics["forces_rmse"] = math.sqrt(sums["forces_sq"] / n_components)
-    return metrics
-
-
-def plot_forgetting(errors: dict[str, dict[str, dict[str, float]]], output: str | Path) -> Path:
-    """Bars of force and energy MAE on the new data and on the original domain, per stage."""
-    plt = _pyplot()
-    domains = [d for d in ("new", "original") if d in errors]
-    panels = [("forces_mae", "force MAE (meV/Å)"), ("energy_per_atom_mae", "energy MAE (meV/atom)")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    width = 0.8 / len(STAGES)
-    for ax, (metric, title) in zip(axes, panels):
-        for k, stage in enumerate(STAGES):
-            values = [1000 * errors[d].get(stage, {}).get(metric, math.nan) for d in domains]
-            bars = ax.bar([i + (k - 1) * width for i in range(len(domains))], values, width, label=stage)
-            ax.bar_label(bars, fmt="%.1f", fontsize=7)
-        ax.set_xticks(range(len(domains)), [f"{d} data" for d in domains])
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    fig.suptitle("fine-tuning: error before (parent, start) and after", fontsize=10)
-    fig.tight_layout()
-    _save(fig, Path(output))
-    plt.close(fig)
-    return Path(output)
-
-
 def _present_species(datasets: list[Dataset]) -> set[int]:
     present: set[int] = set()
     for dataset in datasets:
@@ -157,66 +184,88 @@ def _present_species(datasets: list[Dataset]) -> set[int]:
     return present
 
 
-def finetune_potential(
+@dataclass
+class FinetuneSetup:
+    """Everything a fine-tuning run trains and measures, before any training step."""
+
+    parent: Potential  # as loaded (a copy), in the fit dtype
+    start: Potential  # grown by the new elements, reference energies refitted; the task trains it
+    task: FinetuneTask
+    data: ReplayDataModule
+    new_train: Dataset  # the new training frames (without replay)
+    added: list[int]
+    refit: ReferenceRefit | None
+    replay: ReplaySource
+    original: Dataset | None  # original-domain frames that forgetting is measured on
+    original_file: Path | None
+    errors: dict[str, dict[str, dict[str, float]]]  # filled in "parent" and "start"; "finetuned" after training
+
+
+def prepare_finetune(
     potential: Potential | str | Path,
     train: str | Path,
-    output: str | Path,
+    run_dir: str | Path,
     valid: str | Path | None = None,
     replay: str | Path | None = None,
-    replay_fraction: float = 0.2,
     original_test: str | Path | None = None,
-    freeze: str | list[str] | None = None,
+    config: FinetuneConfig | None = None,
     fit: FitConfig | None = None,
-    trainer: dict[str, Any] | None = None,
-    max_time: str | None = None,
-    max_epochs: int | None = None,
-    refit_reference: bool = True,
     max_eval_frames: int = 200,
     progress: bool = True,
-) -> FinetuneResult:
-    """Fine-tune ``potential`` (object, file, run folder or shipped name) on the frames of ``train``.
-
-    Elements of the new data that the potential lacks are added (:func:`grow_species`); the
-    reference energies are refitted on ``train`` (:func:`refit_reference_energies`); a seeded
-    ``replay_fraction`` of the training set comes from ``replay`` (the original training data);
-    the parts named by ``freeze`` keep their weights. The architecture, cutoff and neighbour
-    normalisation are the parent's. ``fit`` defaults to a 10x lower learning rate than
-    training. The original domain is ``original_test``, else the replay frames not drawn for
-    training (at most ``max_eval_frames``). Writes RUN_DIR/potential.pt, finetune.json,
-    forgetting.png and learning_curve.png; resumes a cut-short run like ``train_potential``.
-    """
-    fit = fit or default_finetune_fit()
-    dtype = getattr(torch, fit.dtype)
+) -> FinetuneSetup:
+    """The parent, grown and refitted; the replay chosen (see :mod:`gdlphys.train.replay`); the task
+    with its frozen entries, anchor and replay weight; the errors before training.
+    :func:`finetune_potential` then trains it; benchmarks that need their own Trainer use this."""
+    config = config or FinetuneConfig()
     parent = load_potential(potential) if not isinstance(potential, Potential) else potential
+    fit = fit or default_finetune_fit(parent)
+    dtype = getattr(torch, fit.dtype)
     parent_source = getattr(parent, "source", None)
     parent = copy.deepcopy(parent).to(dtype).eval()  # the caller's potential stays as it was
-    run_dir = Path(output)
+    parent.source = parent_source
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    data = FramesDataModule(
+    source = (
+        resolve_replay(parent, run_dir, replay, config.replay_labels, original_test)
+        if config.replay_fraction > 0
+        else ReplaySource(None, "none", "data")
+    )
+    original_file = Path(source.original_test or original_test) if (source.original_test or original_test) else None
+    data = ReplayDataModule(
         train, valid, cutoff=parent.cutoff, batch_size=fit.batch_size, valid_batch_size=fit.valid_batch_size,
         valid_fraction=fit.valid_fraction, seed=fit.seed, num_workers=fit.num_workers, dtype=dtype,
-        replay=replay, replay_fraction=replay_fraction if replay else 0.0,
+        replay=source.path, replay_fraction=config.replay_fraction if source.path else 0.0,
+        hold_out=0 if original_file else max_eval_frames,
     )
     data.setup("fit")
-    new_train = data.train_set.datasets[0] if isinstance(data.train_set, ConcatDataset) else data.train_set
-    present = _present_species([new_train, data.valid_set])
-    added = sorted(present - set(parent.species))
+    new_train = data.new_train_set
+    added = sorted(_present_species([new_train, data.valid_set]) - set(parent.species))
     start = grow_species(parent, added)
-    refit = refit_reference_energies(start, new_train, new_species=added) if refit_reference else None
+    # Replay at the new data's level of theory: one set of reference energies must serve both, so
+    # they are fitted on both (else the replay's energies are left out of the loss: forces rehearse).
+    same_theory = source.path is not None and source.method is not None and source.method == level_of_theory(train)
+    refit_frames: Dataset = new_train
+    if same_theory and data.replay_set is not None:
+        rng = np.random.default_rng([fit.seed, 2])
+        some = np.sort(rng.permutation(len(data.replay_set))[:REFIT_REPLAY_FRAMES]).tolist()
+        refit_frames = ConcatDataset([new_train, Subset(data.replay_set, some)])
+    refit = refit_reference_energies(start, refit_frames, new_species=added) if config.refit_reference else None
     if progress:
-        names = ", ".join(str(z) for z in added) or "none"
+        names = ", ".join(chemical_symbols[z] for z in added) or "none"
+        replayed = f" ({source.source}, {source.labels} labels)" if source.path else ""
         print(
-            f"gdlphys finetune: {len(new_train)} new + {len(data.replay_set or [])} replay training / "
-            f"{len(data.valid_set)} validation frames; new species (Z): {names}",
+            f"gdlphys finetune: {len(new_train)} new + {data.replay_per_epoch} replay frames per epoch (drawn from "
+            f"{len(data.replay_set or [])}), {len(data.valid_set)} validation frames; new elements: {names}; "
+            f"replay: {source.origin}{replayed}",
             file=sys.stderr,
         )
         if refit is not None:
             print(f"gdlphys finetune: {refit.summary()}", file=sys.stderr)
 
     original: Dataset | None = None
-    if original_test is not None:
-        original = GraphDataset(original_test, parent.cutoff, dtype, cache=False)
+    if original_file is not None:
+        original = GraphDataset(original_file, parent.cutoff, dtype, cache=False)
     elif data.replay_held_out is not None and len(data.replay_held_out) > 0:
         original = data.replay_held_out
     if original is not None and len(original) > max_eval_frames:
@@ -225,57 +274,86 @@ def finetune_potential(
     if original is not None:
         errors["original"] = {"parent": dataset_errors(parent, original), "start": dataset_errors(start, original)}
 
-    frozen = frozen_parameter_names(start, freeze)
-    for name, parameter in start.named_parameters():
-        parameter.requires_grad_(name not in frozen)
-    task = PotentialTask(start.train(), fit)
-    lightning_trainer = fit_task(task, data, run_dir, fit, trainer, max_time, max_epochs, progress)
+    importance = None
+    rehearsed = data.replay_set if data.replay_set is not None and len(data.replay_set) else original
+    if config.anchor_weight > 0 and config.anchor == "sensitivity" and rehearsed is not None:
+        importance = force_sensitivity(start, rehearsed, seed=fit.seed)
+    task = FinetuneTask(
+        start.train(), fit, frozen_parameter_names(start, config.freeze), species_entry_masks(start, added),
+        anchor_weight=config.anchor_weight, old_lr_factor=config.old_lr_factor, anchor_importance=importance,
+        replay_weight=config.replay_weight, replay_energies=same_theory,
+    )
+    return FinetuneSetup(parent, start, task, data, new_train, added, refit, source, original, original_file, errors)
+
+
+def finetune_potential(
+    potential: Potential | str | Path,
+    train: str | Path,
+    output: str | Path,
+    valid: str | Path | None = None,
+    replay: str | Path | None = None,
+    original_test: str | Path | None = None,
+    config: FinetuneConfig | None = None,
+    fit: FitConfig | None = None,
+    trainer: dict[str, Any] | None = None,
+    max_time: str | None = None,
+    max_epochs: int | None = None,
+    max_eval_frames: int = 200,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune ``potential`` (object, file, run folder or shipped name) on the frames of ``train``.
+
+    Elements of the new data that the potential lacks are added (:func:`grow_species`); the
+    reference energies are refitted on ``train`` (:func:`refit_reference_energies`); each epoch,
+    ``config.replay_fraction`` of the training frames are original-domain frames (``replay``, else
+    the parent's training data found by its hash, else ``original_test`` structures labelled by
+    the parent; :mod:`gdlphys.train.replay`), their loss weighted by ``config.replay_weight``;
+    frozen parts, slower old weights and an anchor as ``config`` says (:class:`FinetuneConfig`).
+    The architecture, cutoff and neighbour normalisation are the parent's; ``fit`` defaults to
+    the parent's recorded options at :data:`FINETUNE_LR_FACTOR` times its learning rate. The
+    original domain is measured on ``original_test``, else on held-out replay frames (at most
+    ``max_eval_frames``). Writes RUN_DIR/potential.pt, finetune.json, forgetting.png and
+    learning_curve.png; resumes a cut-short run like ``train_potential``.
+    """
+    config = config or FinetuneConfig()
+    run_dir = Path(output)
+    setup = prepare_finetune(
+        potential, train, run_dir, valid=valid, replay=replay, original_test=original_test, config=config, fit=fit,
+        max_eval_frames=max_eval_frames, progress=progress,
+    )
+    task, data, errors = setup.task, setup.data, setup.errors
+    lightning_trainer = fit_task(task, data, run_dir, task.fit, trainer, max_time, max_epochs, progress)
     tuned = task.inference_potential
     errors["new"]["finetuned"] = dataset_errors(tuned, data.valid_set)
-    if original is not None:
-        errors["original"]["finetuned"] = dataset_errors(tuned, original)
+    if setup.original is not None:
+        errors["original"]["finetuned"] = dataset_errors(tuned, setup.original)
 
     metrics = {k: float(v) for k, v in lightning_trainer.callback_metrics.items() if k.startswith("val/")}
     summary = {
-        "parent": parent_source,
-        "parent_species": list(parent.species),
-        "new_species": added,
-        "reference_energies": refit.to_dict() if refit is not None else None,
+        "parent": setup.parent.source,
+        "parent_species": list(setup.parent.species),
+        "new_species": setup.added,
+        "reference_energies": setup.refit.to_dict() if setup.refit is not None else None,
         "train_file": str(Path(train).resolve()),
         "training_data_sha256": file_sha256(train),
         "valid_file": str(Path(valid).resolve()) if valid else None,
-        "replay": {
-            "file": str(Path(replay).resolve()) if replay else None,
-            "fraction": replay_fraction if replay else 0.0,
-            "frames": len(data.replay_set or []),
-        },
-        "original_test": str(Path(original_test).resolve()) if original_test else None,
-        "frozen": frozen,
-        "fit": fit.to_dict(),
+        "replay": {**setup.replay.to_dict(), "frames_per_epoch": data.replay_per_epoch,
+                   "pool_frames": len(data.replay_set or []), "energies_trained": task.replay_energies},
+        "original_test": str(setup.original_file.resolve()) if setup.original_file else None,
+        "config": config.to_dict(),
+        "frozen": task.fully_frozen,
+        "frozen_except_new_elements": task.partly_frozen,
+        "fit": task.fit.to_dict(),
         "epochs": int(lightning_trainer.current_epoch),
         "errors": errors,
     }
-    metadata = {**summary, "finetuned_from": parent_source, "validation": metrics}
+    metadata = {**summary, "finetuned_from": setup.parent.source, "validation": metrics}
     potential_path = save_potential(tuned, run_dir / POTENTIAL_FILENAME, metadata)
     with atomic_write(run_dir / "finetune.json") as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
     plot_forgetting(errors, run_dir / "forgetting.png")
     plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
     return FinetuneResult(
-        run_dir, potential_path, added, summary["reference_energies"], errors, frozen,
-        int(lightning_trainer.current_epoch), metrics,
+        run_dir, potential_path, setup.added, summary["reference_energies"], errors,
+        task.fully_frozen + task.partly_frozen, int(lightning_trainer.current_epoch), metrics,
     )
-
-
-def format_errors(errors: dict[str, dict[str, dict[str, float]]]) -> str:
-    """A small table: force and energy MAE per domain and stage."""
-    lines = [f"{'domain':<10}{'stage':<11}{'force MAE (meV/Å)':>19}{'energy MAE (meV/atom)':>23}"]
-    for domain, stages in errors.items():
-        for stage in STAGES:
-            if stage in stages:
-                m = stages[stage]
-                lines.append(
-                    f"{domain:<10}{stage:<11}{1000 * m.get('forces_mae', math.nan):>19.1f}"
-                    f"{1000 * m['energy_per_atom_mae']:>23.2f}"
-                )
-    return "\n".join(lines)

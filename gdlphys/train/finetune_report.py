@@ -1,0 +1,88 @@
+"""What a fine-tuning run reports: errors per domain (new data, original domain) and stage
+(parent, start, fine-tuned), as numbers, a table and a bar plot (forgetting.png)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gdlphys import keys
+from gdlphys.graph import collate
+from gdlphys.models.potential import Potential
+from gdlphys.train.plots import _pyplot, _save
+
+STAGES = ("parent", "start", "finetuned")  # as loaded; after surgery + E0 refit; after training
+
+
+def dataset_errors(potential: Potential, dataset: Dataset, batch_size: int = 32) -> dict[str, float]:
+    """Energy (per atom) and force MAE / RMSE of ``potential`` on labelled graphs (eV, eV/Å)."""
+    was_training = potential.training
+    potential.eval()
+    sums = {"energy_per_atom_abs": 0.0, "energy_per_atom_sq": 0.0, "forces_abs": 0.0, "forces_sq": 0.0}
+    n_frames = n_components = 0
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
+            with torch.enable_grad():
+                out = potential(batch, compute_forces=keys.FORCES in batch)
+            n_atoms = batch[keys.NUM_ATOMS].double()
+            err_e = (out[keys.ENERGY].detach().double() - batch[keys.ENERGY].double()) / n_atoms
+            sums["energy_per_atom_abs"] += float(err_e.abs().sum())
+            sums["energy_per_atom_sq"] += float((err_e**2).sum())
+            n_frames += len(err_e)
+            if keys.FORCES in batch:
+                err_f = out[keys.FORCES].detach().double() - batch[keys.FORCES].double()
+                sums["forces_abs"] += float(err_f.abs().sum())
+                sums["forces_sq"] += float((err_f**2).sum())
+                n_components += err_f.numel()
+    finally:
+        potential.train(was_training)
+    if n_frames == 0:
+        raise ValueError("no frames to evaluate on")
+    metrics = {
+        "energy_per_atom_mae": sums["energy_per_atom_abs"] / n_frames,
+        "energy_per_atom_rmse": math.sqrt(sums["energy_per_atom_sq"] / n_frames),
+        "n_frames": n_frames,
+    }
+    if n_components:
+        metrics["forces_mae"] = sums["forces_abs"] / n_components
+        metrics["forces_rmse"] = math.sqrt(sums["forces_sq"] / n_components)
+    return metrics
+
+
+def plot_forgetting(errors: dict[str, dict[str, dict[str, float]]], output: str | Path) -> Path:
+    """Bars of force and energy MAE on the new data and on the original domain, per stage."""
+    plt = _pyplot()
+    domains = [d for d in ("new", "original") if d in errors]
+    panels = [("forces_mae", "force MAE (meV/Å)"), ("energy_per_atom_mae", "energy MAE (meV/atom)")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / len(STAGES)
+    for ax, (metric, title) in zip(axes, panels):
+        for k, stage in enumerate(STAGES):
+            values = [1000 * errors[d].get(stage, {}).get(metric, math.nan) for d in domains]
+            bars = ax.bar([i + (k - 1) * width for i in range(len(domains))], values, width, label=stage)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks(range(len(domains)), [f"{d} data" for d in domains])
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.suptitle("fine-tuning: error before (parent, start) and after", fontsize=10)
+    fig.tight_layout()
+    _save(fig, Path(output))
+    plt.close(fig)
+    return Path(output)
+
+
+def format_errors(errors: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A small table: force and energy MAE per domain and stage."""
+    lines = [f"{'domain':<10}{'stage':<11}{'force MAE (meV/Å)':>19}{'energy MAE (meV/atom)':>23}"]
+    for domain, stages in errors.items():
+        for stage in STAGES:
+            if stage in stages:
+                m = stages[stage]
+                lines.append(
+                    f"{domain:<10}{stage:<11}{1000 * m.get('forces_mae', math.nan):>19.1f}"
+                    f"{1000 * m['energy_per_atom_mae']:>23.2f}"
+                )
+    return "\n".join(lines)
