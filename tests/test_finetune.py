@@ -17,6 +17,8 @@ from gdlphys.data import read_hdf5, write_hdf5
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential, UnknownElementError
 from gdlphys.models.surgery import (
+    analogue_element,
+    group_and_period,
     grow_species,
     refit_reference_energies,
     species_entry_masks,
@@ -72,6 +74,41 @@ def test_grown_potential_accepts_the_new_element():
         parent(batch)
     out = grow_species(parent, [7])(batch)
     assert torch.isfinite(out[keys.ENERGY]).all() and torch.isfinite(out[keys.FORCES]).all()
+
+
+def test_analogue_element_follows_the_periodic_table():
+    organic = [1, 6, 7, 8, 9, 16, 17]  # H C N O F S Cl
+    assert group_and_period(15) == (15, 3) and group_and_period(35) == (17, 4) and group_and_period(79) == (11, 6)
+    assert group_and_period(58) == (3, 6)  # a lanthanide
+    # same group, nearest period: P like N, Br and I like Cl, Se like S, Si like C
+    assert [analogue_element(z, organic) for z in (15, 35, 53, 34, 14)] == [7, 17, 17, 16, 6]
+    assert analogue_element(5, organic) == 6  # B: no group-13 element known; C is its period neighbour
+    assert analogue_element(26, organic) is None  # Fe: nothing alike, the mean element it is
+    assert analogue_element(7, [1, 6, 8]) == 8  # N between C and O: the heavier group on a tie
+    with pytest.raises(ValueError, match="1..118"):
+        group_and_period(0)
+
+
+@pytest.mark.parametrize("init", ["analogue", "mean"])
+def test_new_element_starts_as_its_analogue_or_the_mean_element(init):
+    parent = _hco_potential()
+    grown = grow_species(parent, [16], init=init)  # S: O's group
+    s_like = random_molecule(6, seed=5, species=[1, 6, 8])
+    s_like.numbers[0] = 8
+    o_like = s_like.copy()
+    s_like.numbers[0] = 16
+    out_s = grown(batch_of([s_like], grown.cutoff))
+    out_o = grown(batch_of([o_like], grown.cutoff))
+    reference = dict(zip(grown.species, grown.reference_energies.tolist()))
+    if init == "analogue":  # S starts as a copy of O: the same energy and forces
+        torch.testing.assert_close(out_s[keys.FORCES], out_o[keys.FORCES], rtol=0, atol=1e-10)
+        torch.testing.assert_close(out_s[keys.ENERGY], out_o[keys.ENERGY], rtol=0, atol=1e-10)
+        assert reference[16] == reference[8]
+    else:
+        assert not torch.allclose(out_s[keys.FORCES], out_o[keys.FORCES], atol=1e-6)
+        assert reference[16] == pytest.approx(np.mean([reference[z] for z in OLD]))
+    with pytest.raises(ValueError, match="init must be one of"):
+        grow_species(parent, [16], init="zeros")
 
 
 def test_new_element_entries_are_exactly_what_old_structures_never_see():

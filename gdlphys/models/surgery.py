@@ -15,11 +15,15 @@ fan-in, here ``1/sqrt(n_species)``; the copied slices are rescaled by
 ``path_weight_old / path_weight_new`` so that an old element's one-hot gives bit-for-bit the
 same features (up to one rounding). Every other weight is copied unchanged.
 
-New elements start as the *average known element*: their rows are the mean of the old
-species' rows (embedding, self-connections, scale). That is a neutral, finite starting point
-whose energies are of the right size, from which fine-tuning moves them; zeros would also
-be valid but start the new element with no features at all. Their reference energies start
-at the mean of the old ones and should be refitted on the new data
+New elements start as their *chemical analogue* (``init="analogue"``, the default): the
+known element of the same periodic-table group nearest in period (P from N, Br from Cl, Si
+from C), else the known element of the same period nearest in group (B from C), else the
+average known element. Their rows (embedding, self-connections, scale) are copies of the
+analogue's, so a phosphorus atom starts out bonding like a nitrogen atom: fine-tuning then
+corrects a chemically sensible guess instead of building the element from nothing.
+``init="mean"`` starts every new element as the mean of the old species' rows (neutral and
+finite, but with the features of no element in particular). Their reference energies start
+at the analogue's (or the mean) and should be refitted on the new data
 (:func:`refit_reference_energies`).
 
 Species order: the Potential maps atomic numbers through a lookup table and does not need
@@ -44,21 +48,75 @@ from gdlphys.graph import collate, structure_graph
 from gdlphys.models.potential import Potential
 from gdlphys.nn import Interaction, SpeciesEmbedding, SpeciesScaleShift
 
-__all__ = ["ReferenceRefit", "grow_species", "refit_reference_energies", "species_entry_masks"]
+__all__ = [
+    "GROW_INITS", "ReferenceRefit", "analogue_element", "grow_species", "refit_reference_energies",
+    "species_entry_masks",
+]
+
+GROW_INITS = ("analogue", "mean")
+_PERIOD_ENDS = (2, 10, 18, 36, 54, 86, 118)
 
 
-def _grow_linear(old: o3.Linear, new: o3.Linear, n_old: int) -> torch.Tensor:
-    """Weight of ``new`` (one-hot input of more species) that reproduces ``old`` on the old species."""
+def group_and_period(z: int) -> tuple[int, int]:
+    """IUPAC group (1..18; lanthanides and actinides count as group 3) and period of element ``z``."""
+    if not 1 <= z <= 118:
+        raise ValueError(f"atomic number {z} is not an element (1..118)")
+    period = next(k for k, end in enumerate(_PERIOD_ENDS, start=1) if z <= end)
+    position = z - (_PERIOD_ENDS[period - 2] if period > 1 else 0)
+    if period == 1:
+        return (1 if z == 1 else 18), 1
+    if period <= 3:
+        return (position if position <= 2 else position + 10), period
+    if period <= 5:
+        return position, period
+    if position <= 2:
+        return position, period
+    return (3 if position <= 17 else position - 14), period
+
+
+def analogue_element(z: int, known: Iterable[int]) -> int | None:
+    """The known element most like ``z``: same group nearest in period (lighter first on a tie),
+    else same period at most two groups away (heavier group first on a tie), else None."""
+    known = [int(k) for k in known if int(k) != int(z)]
+    group, period = group_and_period(int(z))
+    places = {k: group_and_period(k) for k in known}
+    same_group = [k for k in known if places[k][0] == group]
+    if same_group:
+        return min(same_group, key=lambda k: (abs(places[k][1] - period), places[k][1]))
+    same_period = [k for k in known if places[k][1] == period and abs(places[k][0] - group) <= 2]
+    if same_period:
+        return min(same_period, key=lambda k: (abs(places[k][0] - group), -places[k][0]))
+    return None
+
+
+def _start_mix(old_species: Sequence[int], added: Sequence[int], init: str) -> torch.Tensor:
+    """[n_added, n_old] weights: each new element's starting rows as a mix of the old ones' rows."""
+    if init not in GROW_INITS:
+        raise ValueError(f"init must be one of {', '.join(GROW_INITS)}, got {init!r}")
+    mix = torch.full((len(added), len(old_species)), 1.0 / max(len(old_species), 1), dtype=torch.float64)
+    if init == "analogue":
+        for row, z in enumerate(added):
+            analogue = analogue_element(z, old_species)
+            if analogue is not None:
+                mix[row] = 0.0
+                mix[row, list(old_species).index(analogue)] = 1.0
+    return mix
+
+
+
+def _grow_linear(old: o3.Linear, new: o3.Linear, n_old: int, mix: torch.Tensor) -> torch.Tensor:
+    """Weight of ``new`` (one-hot input of more species) that reproduces ``old`` on the old species;
+    the new species' rows are ``mix`` (``[n_new, n_old]``) times the old rows."""
     weight = torch.zeros_like(new.weight)
     pairs = zip(old.weight_views(yield_instruction=True), new.weight_views(weight, yield_instruction=True))
     for (_, ins_old, view_old), (_, ins_new, view_new) in pairs:
         rows = view_old.detach() * (ins_old.path_weight / ins_new.path_weight)
         view_new[:n_old] = rows
-        view_new[n_old:] = rows.mean(dim=0, keepdim=True)
+        view_new[n_old:] = mix.to(rows) @ rows
     return weight
 
 
-def _grow_species_product(old: o3.TensorProduct, new: o3.TensorProduct, n_old: int) -> torch.Tensor:
+def _grow_species_product(old: o3.TensorProduct, new: o3.TensorProduct, n_old: int, mix: torch.Tensor) -> torch.Tensor:
     """Same for a tensor product whose second input is the species one-hot ([mul_in, n_species, mul_out] views)."""
     weight = torch.zeros_like(new.weight)
     pairs = zip(old.weight_views(yield_instruction=True), new.weight_views(weight, yield_instruction=True))
@@ -67,16 +125,17 @@ def _grow_species_product(old: o3.TensorProduct, new: o3.TensorProduct, n_old: i
             raise ValueError(f"unexpected self-connection path {ins_old}: cannot grow its species axis")
         rows = view_old.detach() * (ins_old.path_weight / ins_new.path_weight)
         view_new[:, :n_old] = rows
-        view_new[:, n_old:] = rows.mean(dim=1, keepdim=True)
+        view_new[:, n_old:] = torch.einsum("ak,ikj->iaj", mix.to(rows), rows)
     return weight
 
 
-def grow_species(potential: Potential, new_species: Iterable[int]) -> Potential:
+def grow_species(potential: Potential, new_species: Iterable[int], init: str = "analogue") -> Potential:
     """A NEW potential that knows ``potential.species`` plus ``new_species`` (``potential`` is untouched).
 
     On structures made only of the old elements it predicts the same energies, forces and
     stress as ``potential`` (to float rounding). Elements it already knows are ignored;
-    with nothing new, the result is an exact copy.
+    with nothing new, the result is an exact copy. ``init`` says where the new elements' rows
+    start (module docstring): "analogue" (default) or "mean".
     """
     old_species = list(potential.species)
     added = sorted({int(z) for z in new_species} - set(old_species))
@@ -84,8 +143,9 @@ def grow_species(potential: Potential, new_species: Iterable[int]) -> Potential:
         if not 1 <= z <= 118:
             raise ValueError(f"cannot add atomic number {z}: elements are 1..118")
     n_old = len(old_species)
+    mix = _start_mix(old_species, added, init)
     reference = potential.reference_energies.detach().double().cpu()
-    grown_reference = torch.cat([reference, reference.mean().repeat(len(added))])
+    grown_reference = torch.cat([reference, mix @ reference])
     dtype, device = potential.dtype, potential.species_lookup.device
     grown = Potential(potential.config, old_species + added, grown_reference, potential.avg_num_neighbors)
     grown = grown.to(dtype=dtype, device=device)
@@ -96,14 +156,14 @@ def grow_species(potential: Potential, new_species: Iterable[int]) -> Potential:
             raise ValueError(f"module {index} is {type(module_old).__name__} in the potential but {type(module_new).__name__} when rebuilt")
         prefix = f"model.{index}"
         if isinstance(module_old, SpeciesEmbedding):
-            state[f"{prefix}.linear.weight"] = _grow_linear(module_old.linear, module_new.linear, n_old)
+            state[f"{prefix}.linear.weight"] = _grow_linear(module_old.linear, module_new.linear, n_old, mix)
         elif isinstance(module_old, Interaction):
             state[f"{prefix}.self_connection.weight"] = _grow_species_product(
-                module_old.self_connection, module_new.self_connection, n_old
+                module_old.self_connection, module_new.self_connection, n_old, mix
             )
         elif isinstance(module_old, SpeciesScaleShift):
             scale = module_old.scale.detach()
-            state[f"{prefix}.scale"] = torch.cat([scale, scale.mean().repeat(len(added))])
+            state[f"{prefix}.scale"] = torch.cat([scale, mix.to(scale) @ scale])
             state[f"{prefix}.reference_energies"] = grown_reference.to(module_old.reference_energies)
     grown.load_state_dict(state)  # strict: a per-species tensor this function does not know fails here
     grown.metadata = dict(getattr(potential, "metadata", {}) or {})

@@ -23,7 +23,9 @@ from gdlphys.io_utils import atomic_write
 from gdlphys.models.files import POTENTIAL_FILENAME, load_potential, save_potential
 from gdlphys.models.potential import Potential
 from gdlphys.models.surgery import (
+    GROW_INITS,
     ReferenceRefit,
+    analogue_element,
     grow_species,
     refit_reference_energies,
     species_entry_masks,
@@ -80,6 +82,9 @@ class FinetuneConfig:
             depend on it, EWC-like: the penalty estimates the rise of their force MSE) or
             "uniform" (mean squared change, L2-SP).
         refit_reference: refit the reference energies on the new data by least squares.
+        new_element_init: where a new element's weights start: "analogue" (a copy of the known
+            element most like it: P from N, Br from Cl; :func:`gdlphys.models.surgery.analogue_element`)
+            or "mean" (the average known element).
     """
 
     replay_fraction: float = 2 / 3
@@ -90,6 +95,7 @@ class FinetuneConfig:
     anchor_weight: float = 0.0
     anchor: str = "sensitivity"
     refit_reference: bool = True
+    new_element_init: str = "analogue"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.replay_fraction < 1.0:
@@ -102,6 +108,8 @@ class FinetuneConfig:
             raise ValueError(f"old_lr_factor must be in [0, 1], got {self.old_lr_factor}")
         if self.anchor_weight < 0:
             raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
+        if self.new_element_init not in GROW_INITS:
+            raise ValueError(f"new_element_init must be one of {', '.join(GROW_INITS)}, got {self.new_element_init!r}")
         if self.anchor not in ANCHOR_KINDS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHOR_KINDS)}, got {self.anchor!r}")
 
@@ -176,6 +184,16 @@ def frozen_parameter_names(potential: Potential, spec: str | list[str] | None) -
     return chosen
 
 
+def _start_of(z: int, known: list[int], init: str) -> str:
+    """What a new element's weights started as: the analogue's symbol, or "mean element"."""
+    analogue = analogue_element(z, known) if init == "analogue" else None
+    return chemical_symbols[analogue] if analogue is not None else "mean element"
+
+
+def _describe_start(z: int, known: list[int], init: str) -> str:
+    return f"{chemical_symbols[z]} (from {_start_of(z, known, init)})"
+
+
 def _present_species(datasets: list[Dataset]) -> set[int]:
     present: set[int] = set()
     for dataset in datasets:
@@ -241,7 +259,7 @@ def prepare_finetune(
     data.setup("fit")
     new_train = data.new_train_set
     added = sorted(_present_species([new_train, data.valid_set]) - set(parent.species))
-    start = grow_species(parent, added)
+    start = grow_species(parent, added, init=config.new_element_init)
     # Replay at the new data's level of theory: one set of reference energies must serve both, so
     # they are fitted on both (else the replay's energies are left out of the loss: forces rehearse).
     same_theory = source.path is not None and source.method is not None and source.method == level_of_theory(train)
@@ -252,7 +270,7 @@ def prepare_finetune(
         refit_frames = ConcatDataset([new_train, Subset(data.replay_set, some)])
     refit = refit_reference_energies(start, refit_frames, new_species=added) if config.refit_reference else None
     if progress:
-        names = ", ".join(chemical_symbols[z] for z in added) or "none"
+        names = ", ".join(_describe_start(z, parent.species, config.new_element_init) for z in added) or "none"
         replayed = f" ({source.source}, {source.labels} labels)" if source.path else ""
         print(
             f"gdlphys finetune: {len(new_train)} new + {data.replay_per_epoch} replay frames per epoch (drawn from "
@@ -333,6 +351,9 @@ def finetune_potential(
         "parent": setup.parent.source,
         "parent_species": list(setup.parent.species),
         "new_species": setup.added,
+        "new_species_started_from": {
+            chemical_symbols[z]: _start_of(z, list(setup.parent.species), config.new_element_init) for z in setup.added
+        },
         "reference_energies": setup.refit.to_dict() if setup.refit is not None else None,
         "train_file": str(Path(train).resolve()),
         "training_data_sha256": file_sha256(train),
