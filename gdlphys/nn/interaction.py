@@ -55,6 +55,9 @@ class Interaction(nn.Module):
 
     m_i = 1/norm * sum_j TP(h_j, Y(r_ij); w = MLP(radial(r_ij)))  (equivariant convolution)
     h_i' = Gate(Linear(m_i) + SelfConnection(h_i, onehot(Z_i)))  (+ h_i when irreps match)
+
+    Subclasses keep the convolution and replace the update of h_i from m_i by overriding
+    ``_init_update`` (given ``update_options``) and ``update``.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Interaction(nn.Module):
         radial_hidden: int = 64,
         radial_layers: int = 2,
         neighbor_norm: str = "sqrt",
+        **update_options,
     ) -> None:
         super().__init__()
         if neighbor_norm not in ("sqrt", "mean"):
@@ -76,13 +80,9 @@ class Interaction(nn.Module):
             raise ValueError(f"avg_num_neighbors must be positive, got {avg_num_neighbors}")
         self.irreps_in = o3.Irreps(irreps_in)
         irreps_sh = o3.Irreps(irreps_sh)
-        irreps_attrs = o3.Irreps(f"{num_species}x0e")
         self.norm = math.sqrt(avg_num_neighbors) if neighbor_norm == "sqrt" else float(avg_num_neighbors)
 
         irreps_mid, instructions = _convolution_irreps(self.irreps_in, irreps_sh, o3.Irreps(irreps_target))
-        self.gate = _gate_for(irreps_mid, o3.Irreps(irreps_target))
-        self.irreps_out = self.gate.irreps_out
-
         self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
         self.tp = o3.TensorProduct(
             self.irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
@@ -90,18 +90,34 @@ class Interaction(nn.Module):
         self.radial = FullyConnectedNet(
             [num_basis] + [radial_hidden] * radial_layers + [self.tp.weight_numel], nn.functional.silu
         )
-        self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
-        # Per-species linear map: lets each element keep its own "memory" of its features.
-        self.self_connection = o3.FullyConnectedTensorProduct(self.irreps_in, irreps_attrs, self.gate.irreps_in)
+        self.irreps_out = self._init_update(irreps_mid, o3.Irreps(irreps_target), int(num_species), **update_options)
         self.residual = self.irreps_in == self.irreps_out
 
-    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _init_update(self, irreps_mid: o3.Irreps, irreps_target: o3.Irreps, num_species: int) -> o3.Irreps:
+        """Build the modules of ``update``; return the irreps it writes."""
+        self.gate = _gate_for(irreps_mid, irreps_target)
+        self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
+        # Per-species linear map: lets each element keep its own "memory" of its features.
+        self.self_connection = o3.FullyConnectedTensorProduct(
+            self.irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
+        )
+        return self.gate.irreps_out
+
+    def convolve(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        """m_i: the normalised neighbour sum of tensor-product messages (irreps ``tp.irreps_out``)."""
         features = data[keys.NODE_FEATURES]
         src, dst = data[keys.EDGE_INDEX]
         weights = self.radial(data[keys.EDGE_RADIAL])
         h = self.linear_in(features)
         messages = self.tp(h[src], data[keys.EDGE_SH], weights)
-        pooled = scatter_sum(messages, dst, features.shape[0]) / self.norm
-        updated = self.gate(self.linear_out(pooled) + self.self_connection(features, data[keys.NODE_ATTRS]))
+        return scatter_sum(messages, dst, features.shape[0]) / self.norm
+
+    def update(self, pooled: torch.Tensor, features: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
+        """New features (``irreps_out``) from the pooled messages, the old features and the one-hot species."""
+        return self.gate(self.linear_out(pooled) + self.self_connection(features, attrs))
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        features = data[keys.NODE_FEATURES]
+        updated = self.update(self.convolve(data), features, data[keys.NODE_ATTRS])
         data[keys.NODE_FEATURES] = features + updated if self.residual else updated
         return data
