@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+INTERACTIONS = ("nequip", "mace")
+
 
 @dataclass
 class ModelConfig:
@@ -25,6 +27,14 @@ class ModelConfig:
         neighbor_norm: divide the neighbour sum by sqrt(avg. count) ("sqrt", NequIP) or by the count ("mean").
         dipole: add an equivariant dipole head (charge-neutral atomic charges times positions
             plus atomic l=1 dipoles) on the last layer's features; needs l_max >= 1.
+        interaction: the update of each block after the neighbour sum. "nequip": linear,
+            species self-connection, gated nonlinearity. "mace": a MACE-style product basis,
+            the symmetric products of the atomic basis A_i up to ``correlation`` factors, coupled
+            channel-wise to each irrep with element-dependent weights, then a linear map (no gate:
+            the products are the nonlinearity). One "mace" layer sees up to ``correlation``
+            neighbours at once. Measured on aspirin-xtb in README.md ("Model options").
+        correlation: correlation order nu of the "mace" product basis (MACE uses 3); 1 is linear
+            in A_i. Ignored by "nequip".
     """
 
     cutoff: float = 5.0
@@ -39,6 +49,8 @@ class ModelConfig:
     parity: bool = False
     neighbor_norm: Literal["sqrt", "mean"] = "sqrt"
     dipole: bool = False
+    interaction: Literal["nequip", "mace"] = "nequip"
+    correlation: int = 3
 
     def __post_init__(self) -> None:
         if self.cutoff <= 0:
@@ -50,6 +62,10 @@ class ModelConfig:
             raise ValueError(f"model.l_max must be >= 0, got {self.l_max}")
         if self.neighbor_norm not in ("sqrt", "mean"):
             raise ValueError(f"model.neighbor_norm must be 'sqrt' or 'mean', got {self.neighbor_norm!r}")
+        if self.interaction not in INTERACTIONS:
+            raise ValueError(f"model.interaction must be 'nequip' or 'mace', got {self.interaction!r}")
+        if isinstance(self.correlation, bool) or not isinstance(self.correlation, int) or self.correlation < 1:
+            raise ValueError(f"model.correlation must be an integer >= 1, got {self.correlation!r}")
         if self.dipole and self.l_max < 1:
             raise ValueError("model.dipole needs vector features: set model.l_max >= 1")
 

@@ -1,4 +1,4 @@
-"""Builder of the NequIP-style energy model: embedding -> edges -> interactions -> readout."""
+"""Builder of the energy model: embedding -> edges -> interactions (NequIP- or MACE-style) -> readout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from torch import nn
 
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.energy_model import EnergyModel
-from gdlphys.nn import EdgeGeometry, Interaction, ScalarReadout, SpeciesEmbedding, SpeciesScaleShift
+from gdlphys.nn import (
+    EdgeGeometry,
+    Interaction,
+    ProductInteraction,
+    ScalarReadout,
+    SpeciesEmbedding,
+    SpeciesScaleShift,
+)
 
 
 def hidden_irreps(config: ModelConfig) -> o3.Irreps:
@@ -30,8 +37,10 @@ def build_energy_model(
     layers: list[nn.Module] = [embedding, geometry]
     irreps = embedding.irreps_out
     target = hidden_irreps(config)
+    options = {"correlation": config.correlation} if config.interaction == "mace" else {}
+    block_type = ProductInteraction if config.interaction == "mace" else Interaction
     for _ in range(config.num_layers):
-        block = Interaction(
+        block = block_type(
             irreps,
             geometry.irreps_sh,
             target,
@@ -41,6 +50,7 @@ def build_energy_model(
             config.radial_hidden,
             config.radial_layers,
             config.neighbor_norm,
+            **options,
         )
         layers.append(block)
         irreps = block.irreps_out

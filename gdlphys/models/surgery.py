@@ -1,7 +1,7 @@
 """Model surgery for fine-tuning: teach a trained potential new elements without changing
 what it predicts for the elements it knows, and refit its reference energies.
 
-Per-species weights live in four places of the NequIP-style model:
+Per-species weights live in four places of the NequIP-style model (five in the MACE-style one):
 
 - ``SpeciesEmbedding.linear``: e3nn ``o3.Linear`` from ``n_species x 0e`` (one-hot) to the
   initial features; one path, weight view ``[n_species, num_features]``.
@@ -9,6 +9,9 @@ Per-species weights live in four places of the NequIP-style model:
   features with the one-hot; one path per (feature irrep, output irrep), view
   ``[mul_in, n_species, mul_out]``.
 - ``SpeciesScaleShift.scale`` (parameter) and ``.reference_energies`` (buffer), ``[n_species]``.
+- in the MACE-style model, ``ProductInteraction.product.weights`` of every block: one
+  ``[n_species, n_paths, channels]`` tensor per output irrep, indexed by the one-hot without
+  a fan-in factor, so old rows are copied as they are.
 
 e3nn multiplies each path by a normalisation constant ``path_weight`` that depends on the
 fan-in, here ``1/sqrt(n_species)``; the copied slices are rescaled by
@@ -46,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 from gdlphys import keys
 from gdlphys.graph import collate, structure_graph
 from gdlphys.models.potential import Potential
-from gdlphys.nn import Interaction, SpeciesEmbedding, SpeciesScaleShift
+from gdlphys.nn import Interaction, ProductInteraction, SpeciesEmbedding, SpeciesScaleShift
 
 __all__ = [
     "GROW_INITS", "ReferenceRefit", "analogue_element", "grow_species", "refit_reference_energies",
@@ -129,6 +132,11 @@ def _grow_species_product(old: o3.TensorProduct, new: o3.TensorProduct, n_old: i
     return weight
 
 
+def _grow_rows(rows: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """A ``[n_old, ...]`` per-species tensor with the new species' rows (``mix @ rows``) appended."""
+    return torch.cat([rows, torch.einsum("an,n...->a...", mix.to(rows), rows)])
+
+
 def grow_species(potential: Potential, new_species: Iterable[int], init: str = "analogue") -> Potential:
     """A NEW potential that knows ``potential.species`` plus ``new_species`` (``potential`` is untouched).
 
@@ -161,6 +169,9 @@ def grow_species(potential: Potential, new_species: Iterable[int], init: str = "
             state[f"{prefix}.self_connection.weight"] = _grow_species_product(
                 module_old.self_connection, module_new.self_connection, n_old, mix
             )
+            if isinstance(module_old, ProductInteraction):
+                for k, weight in enumerate(module_old.product.weights):
+                    state[f"{prefix}.product.weights.{k}"] = _grow_rows(weight.detach(), mix)
         elif isinstance(module_old, SpeciesScaleShift):
             scale = module_old.scale.detach()
             state[f"{prefix}.scale"] = torch.cat([scale, mix.to(scale) @ scale])
@@ -174,9 +185,9 @@ def grow_species(potential: Potential, new_species: Iterable[int], init: str = "
 def species_entry_masks(potential: Potential, species: Iterable[int]) -> dict[str, torch.Tensor]:
     """Per-species parameters -> boolean masks (parameter-shaped) of the entries that belong to ``species``.
 
-    Those are the rows a species owns: its embedding row, its slices of every self-connection,
-    its scale. Fine-tuning uses them to keep a new element trainable inside a frozen part,
-    and to leave it out of the penalty that holds the old weights near the parent's.
+    Those are the rows a species owns: its embedding row, its slices of every self-connection
+    and product basis, its scale. Fine-tuning uses them to keep a new element trainable inside a
+    frozen part, and to leave it out of the penalty that holds the old weights near the parent's.
     """
     wanted = [potential.species.index(int(z)) for z in species if int(z) in potential.species]
     masks: dict[str, torch.Tensor] = {}
@@ -192,6 +203,11 @@ def species_entry_masks(potential: Potential, species: Iterable[int]) -> dict[st
             for view in module.self_connection.weight_views(mask):
                 view[:, wanted] = True
             masks[f"{prefix}.self_connection.weight"] = mask
+            if isinstance(module, ProductInteraction):
+                for k, weight in enumerate(module.product.weights):
+                    mask = torch.zeros_like(weight, dtype=torch.bool)
+                    mask[wanted] = True
+                    masks[f"{prefix}.product.weights.{k}"] = mask
         elif isinstance(module, SpeciesScaleShift):
             mask = torch.zeros_like(module.scale, dtype=torch.bool)
             mask[wanted] = True

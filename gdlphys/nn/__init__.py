@@ -8,6 +8,7 @@ and exposes ``irreps_in`` / ``irreps_out`` so the generic checks in
 from gdlphys.nn.embedding import SpeciesEmbedding
 from gdlphys.nn.geometry import EdgeGeometry
 from gdlphys.nn.interaction import Interaction
+from gdlphys.nn.product_basis import ProductInteraction, SymmetricProduct
 from gdlphys.nn.radial import BesselBasis, PolynomialCutoff
 from gdlphys.nn.readout import DipoleReadout, ScalarReadout, SpeciesScaleShift
 from gdlphys.nn.scatter import scatter_sum
@@ -18,8 +19,10 @@ __all__ = [
     "EdgeGeometry",
     "Interaction",
     "PolynomialCutoff",
+    "ProductInteraction",
     "ScalarReadout",
     "SpeciesEmbedding",
     "SpeciesScaleShift",
+    "SymmetricProduct",
     "scatter_sum",
 ]
