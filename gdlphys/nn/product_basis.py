@@ -123,19 +123,26 @@ class SymmetricProduct(nn.Module):
         self.irreps_out = o3.Irreps([(self.channels, ir) for ir in reached])
 
         n_monomials = [len(_symmetric_basis(channel, target, k)[0]) for k in range(1, correlation + 1)]
-        columns, self.num_paths = [], []
-        for ir in reached:
+        columns, self.num_paths, path_of_column, component_of_column = [], [], [], []
+        for ir_index, ir in enumerate(reached):
             per_order = [
                 b[ir] if ir in b else torch.zeros(0, ir.dim, n, dtype=torch.float64) for b, n in zip(blocks, n_monomials)
             ]
             # [n_paths_total, ir.dim, sum(n_monomials)]: the paths of each order see only its monomials
             rows = [torch.nn.functional.pad(p, (sum(n_monomials[:k]), sum(n_monomials[k + 1 :]))) for k, p in enumerate(per_order)]
             paths = torch.cat(rows)
+            first_component = sum(r.dim for r in reached[:ir_index])
+            path_of_column += [sum(self.num_paths) + p for p in range(len(paths)) for _ in range(ir.dim)]
+            component_of_column += [first_component + m for _ in range(len(paths)) for m in range(ir.dim)]
             self.num_paths.append(len(paths))
             columns.append(paths.reshape(-1, paths.shape[-1]).T)
         # float64 master copy; the buffer follows the module's dtype (see _apply)
-        self._coupling64 = torch.cat(columns, dim=1)
+        self._coupling64 = torch.cat(columns, dim=1).T.contiguous()  # [n_columns, n_monomials]
         self.register_buffer("coupling", self._coupling64.to(torch.get_default_dtype()), persistent=False)
+        summation = torch.zeros(sum(ir.dim for ir in reached), len(path_of_column))
+        summation[component_of_column, torch.arange(len(path_of_column))] = 1.0  # columns -> output components
+        self.register_buffer("summation", summation, persistent=False)
+        self.register_buffer("path_of_column", torch.tensor(path_of_column), persistent=False)
         for k, (parent, last) in enumerate(zip(parents, lasts)):
             self.register_buffer(f"parent_{k + 2}", parent, persistent=False)
             self.register_buffer(f"last_{k + 2}", last, persistent=False)
@@ -150,23 +157,26 @@ class SymmetricProduct(nn.Module):
         return self
 
     def forward(self, features: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
-        n = features.shape[0]
+        # Component-major layout [component, atom * channel]: every gather below copies whole
+        # contiguous rows, several times faster (and its backward too) than indexing a last dim.
+        n, c = features.shape[0], self.channels
         a = torch.cat(
-            [features[:, s].reshape(n, self.channels, ir.dim) for s, (_, ir) in zip(self.irreps_in.slices(), self.irreps_in)],
-            dim=-1,
-        )  # [n, C, d]: channel-major view of every block
+            [features[:, s].reshape(n, c, ir.dim).permute(2, 0, 1).reshape(ir.dim, n * c)
+             for s, (_, ir) in zip(self.irreps_in.slices(), self.irreps_in)]
+        )
         monomials, power = [a], a
         for k in range(2, self.correlation + 1):
-            power = power[..., getattr(self, f"parent_{k}")] * a[..., getattr(self, f"last_{k}")]
+            power = power[getattr(self, f"parent_{k}")] * a[getattr(self, f"last_{k}")]
             monomials.append(power)
-        coupled = torch.cat(monomials, dim=-1) @ self.coupling  # [n, C, sum_ir n_paths * ir.dim]
-        out, start = [], 0
-        for (_, ir), weight, n_paths in zip(self.irreps_out, self.weights, self.num_paths):
-            block = coupled[..., start : start + n_paths * ir.dim].reshape(n, self.channels, n_paths, ir.dim)
-            start += n_paths * ir.dim
-            per_atom = torch.einsum("ns,spc->ncp", attrs, weight)  # the element's weights
-            out.append(torch.einsum("ncpm,ncp->ncm", block, per_atom).reshape(n, self.channels * ir.dim))
-        return torch.cat(out, dim=-1)
+        coupled = self.coupling @ torch.cat(monomials)  # [n_columns = sum_ir n_paths * ir.dim, n * c]
+        weights = torch.cat(list(self.weights), dim=1)  # [n_species, n_paths, c]
+        per_atom = torch.einsum("ns,spc->pnc", attrs, weights).reshape(-1, n * c)  # the element's weights
+        out = self.summation @ (coupled * per_atom[self.path_of_column])  # [sum_ir ir.dim, n * c]
+        blocks, start = [], 0
+        for _, ir in self.irreps_out:
+            blocks.append(out[start : start + ir.dim].reshape(ir.dim, n, c).permute(1, 2, 0).reshape(n, c * ir.dim))
+            start += ir.dim
+        return torch.cat(blocks, dim=-1)
 
 
 class ProductInteraction(Interaction):
