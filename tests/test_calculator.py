@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -11,12 +12,12 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.calculators.lj import LennardJones
+from structures import random_crystal, random_molecule, tiny_potential
 
 from gdlphys.calculator import GDLCalculator
 from gdlphys.md import run_md
 from gdlphys.models.potential import UnknownElementError
 from gdlphys.testing.oracle import LennardJonesEnergy
-from structures import random_crystal, random_molecule, tiny_potential
 
 
 def _lj_potential(sigma=2.3, epsilon=0.01, cutoff=5.0):
@@ -116,3 +117,21 @@ def test_short_nve_conserves_energy():
     report = run_md(atoms, steps=300, timestep_fs=1.0, temperature_k=100.0, progress=False)
     assert report.max_deviation_mev_per_atom < 0.5
     assert report.steps_per_second > 0
+
+
+@pytest.mark.skipif(
+    os.environ.get("GDLPHYS_TEST_COMPILE") != "1",
+    reason="compiling takes minutes on a CPU: run with GDLPHYS_TEST_COMPILE=1 (gdlphys bench md --compile checks it too)",
+)
+def test_compiled_calculator_matches_eager_across_changing_graphs():
+    potential = tiny_potential(torch.float32)
+    eager = GDLCalculator(potential)
+    compiled = GDLCalculator(potential, compile=True)
+    for seed, n_atoms in enumerate((7, 12, 5)):  # new edge and atom counts each call: no recompiling, same results
+        atoms = random_molecule(n_atoms, seed=seed)
+        want_e, want_f = eager.get_potential_energy(atoms), eager.get_forces(atoms)
+        got_e, got_f = compiled.get_potential_energy(atoms), compiled.get_forces(atoms)
+        assert compiled.compile, "torch.compile fell back to eager"
+        np.testing.assert_allclose(got_f, want_f, atol=1e-5)
+        assert got_e == pytest.approx(want_e, abs=1e-4)
+    assert not hasattr(potential, "eager_model")  # the caller's potential is untouched

@@ -20,7 +20,13 @@ from ase import Atoms, units
 from gdlphys.bench.options import BenchOptions
 from gdlphys.bench.peers import run_peer
 from gdlphys.bench.report import Table, line_panels, write_report
-from gdlphys.bench.systems import aspirin_molecule, aspirin_split, export_extxyz, molecule_box, subset_split
+from gdlphys.bench.systems import (
+    aspirin_molecule,
+    aspirin_split,
+    export_extxyz,
+    molecule_box,
+    subset_split,
+)
 
 GRIDS = [(1, 1, 1), (2, 2, 2), (4, 4, 6)]  # aspirin copies: 21, 168 and 2016 atoms
 TIMESTEP_FS = 0.5
@@ -147,6 +153,8 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
         speed.update(structure=str(path), n_atoms=len(atoms))
         ours["speed"].append(speed)
         _log(f"gdlphys: {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s")
+    if options.compile:
+        ours["compiled"] = compiled_speeds(potential, paths, options, setting)
     if drift_steps:
         _log(f"gdlphys: NVE drift, {drift_steps} steps of {TIMESTEP_FS} fs ...")
         atoms = ase.io.read(paths[0])
@@ -166,10 +174,39 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
         "gdlphys": [(s["n_atoms"], s["steps_per_second"]) for s in ours["speed"]],
         "MACE": [(s["n_atoms"], s["steps_per_second"]) for s in peer["speed"]],
     }
+    if ours.get("compiled"):
+        series["gdlphys compiled"] = [(s["n_atoms"], s["steps_per_second"]) for s in ours["compiled"]]
     line_panels(options.out / "md.png", f"ASE VelocityVerlet through each calculator, {options.threads} thread(s), {options.device}",
                 [("MD speed", "atoms", "steps per second", series)])
     write_report(options.out, "md", tables, {"gdlphys": ours, "MACE": peer, "models": origin, "timestep_fs": TIMESTEP_FS}, options.to_dict())
     return tables
+
+
+def compiled_speeds(potential, paths: list[Path], options: BenchOptions, setting: dict) -> list[dict]:
+    """Steps per second through GDLCalculator(compile=True); the first call (the compile) is timed apart."""
+    import ase.io
+
+    from gdlphys.calculator import GDLCalculator
+
+    calc = GDLCalculator(potential, device=options.device, dtype="float32", compile=True)
+    eager = GDLCalculator(potential, device=options.device, dtype="float32")
+    speeds = []
+    for path in paths:
+        atoms = ase.io.read(path)
+        atoms.calc = calc
+        initialise_velocities(atoms, TEMPERATURE_K, options.seed)
+        started = time.perf_counter()
+        forces = atoms.get_forces()
+        first_call = time.perf_counter() - started
+        difference = float(np.abs(forces - eager.get_forces(atoms)).max())
+        if difference > 1e-3:
+            raise RuntimeError(f"compiled and eager forces differ by {difference:.2e} eV/Å at {len(atoms)} atoms")
+        speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
+        speed.update(structure=str(path), n_atoms=len(atoms), first_call_seconds=first_call, compiled=calc.compile,
+                     max_force_difference_to_eager=difference)
+        speeds.append(speed)
+        _log(f"gdlphys compiled: {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s (first call {first_call:.1f} s)")
+    return speeds
 
 
 def speed_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> Table:
@@ -177,6 +214,13 @@ def speed_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> T
     for a, b in zip(ours["speed"], peer["speed"]):
         kind = "molecule" if a["n_atoms"] <= 21 else "periodic box"
         table.add(f"{a['n_atoms']} atoms ({kind})", "steps/s", {"gdlphys": a["steps_per_second"], "MACE": b["steps_per_second"]}, better="higher")
+    for a, b in zip(ours.get("compiled", []), peer["speed"]):
+        table.add(f"{a['n_atoms']} atoms, gdlphys compiled", "steps/s", {"gdlphys": a["steps_per_second"], "MACE": b["steps_per_second"]}, better="higher")
+    if ours.get("compiled"):
+        first = ", ".join(f"{a['first_call_seconds']:.0f} s" for a in ours["compiled"])
+        table.notes.append(f"gdlphys compiled: torch.compile(dynamic=True), first calls (compile) {first}, not in steps/s; MACE eager")
+        if not all(a["compiled"] for a in ours["compiled"]):
+            table.notes.append("torch.compile FAILED on this machine: the 'compiled' rows ran eagerly (see the warning)")
     table.add("parameters", "", {"gdlphys": ours["parameters"], "MACE": peer["parameters"]}, better="")
     c = ours["config"]
     table.notes += [

@@ -20,6 +20,7 @@ class BenchOptions:
         threads: CPU threads given to each code (OMP_NUM_THREADS and torch), the same for both.
         device: "cpu" or "cuda", for both codes.
         drift_ps: NVE run length for the energy-drift comparison of the md benchmark (0: none).
+        compile: md: also time gdlphys through ``torch.compile`` (GDLCalculator(compile=True)).
         seed: seeds data splits, weights and velocities.
     """
 
@@ -31,6 +32,7 @@ class BenchOptions:
     device: str = "cpu"
     drift_ps: float = 0.0
     seed: int = 0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

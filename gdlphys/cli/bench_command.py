@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for each code, the same for both (default 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for both codes (default cpu)")
     p.add_argument("--drift-ps", type=float, default=0.0, help="md: also compare NVE energy drift over this many ps (default 0: no)")
+    p.add_argument("--compile", action="store_true", help="md: also time gdlphys through torch.compile (compile time reported apart)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_bench)
 
@@ -41,7 +42,7 @@ def run_bench(args) -> int:
     options = BenchOptions(
         out=Path(args.out), budget_min=args.budget_min, quick=args.quick,
         peer_python=Path(args.peer_python) if args.peer_python else None, threads=args.threads,
-        device=args.device, drift_ps=args.drift_ps, seed=args.seed,
+        device=args.device, drift_ps=args.drift_ps, seed=args.seed, compile=args.compile,
     )
     set_threads(args.threads, 0)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]

@@ -44,7 +44,7 @@ class PolynomialCutoff(nn.Module):
         if p < 2:
             raise ValueError(f"polynomial cutoff needs p >= 2 for continuous forces, got {p}")
         self.cutoff = float(cutoff)
-        self.p = float(p)
+        self.p = int(p)  # an integer power: exact, and torch.compile lowers it (a float power it does not, 2.13)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:  # [E] -> [E]
         p = self.p
