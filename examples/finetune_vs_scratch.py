@@ -39,6 +39,7 @@ from gdlphys.data import read_hdf5, write_hdf5
 from gdlphys.data.datamodule import FramesDataModule, GraphDataset
 from gdlphys.data.hdf5 import FrameReader
 from gdlphys.models.files import load_potential
+from gdlphys.models.potential import UnknownElementError
 from gdlphys.train import finetune as ft
 from gdlphys.train.run import build_potential, parse_duration
 from gdlphys.train.statistics import compute_statistics
@@ -47,6 +48,19 @@ from gdlphys.train.system import PotentialTask
 ROOT = Path(__file__).resolve().parent.parent
 NEW = ROOT / "datasets" / "nitrogen-xtb"
 OLD = ROOT / "datasets" / "ethanol-xtb"
+
+
+def probe_errors(potential, dataset) -> dict | None:
+    """Errors on ``dataset``, or None where it holds an element the potential does not know (a
+    potential trained from scratch on the new data alone knows none of the original domain's others)."""
+    try:
+        return ft.dataset_errors(potential, dataset)
+    except UnknownElementError:
+        return None
+
+
+def mae(errors: dict | None) -> float:
+    return errors["forces_mae"] if errors else math.nan
 
 
 class BudgetAndCurve(Callback):
@@ -91,7 +105,7 @@ class BudgetAndCurve(Callback):
         started, wall_started = self.now(), time.perf_counter()
         point = validation or {"time_s": 0.0, "wall_s": 0.0, "epoch": 0, "step": 0, "valid_forces_mae": math.nan}
         for name, dataset in self.probes.items():
-            point[f"{name}_forces_mae"] = ft.dataset_errors(pl_module.inference_potential, dataset)["forces_mae"]
+            point[f"{name}_forces_mae"] = mae(probe_errors(pl_module.inference_potential, dataset))
         self.curve.append(point)
         self.next_probe = point["time_s"] + self.seconds / self.points
         self.excluded += self.now() - started
@@ -132,7 +146,8 @@ def finetune_run(args, train: Path, run_dir: Path, probes: dict) -> dict:
     config = ft.FinetuneConfig(
         replay_fraction=args.replay_fraction, replay_weight=args.replay_weight, replay_labels=args.replay_labels,
         freeze=None if args.freeze in (None, "none") else args.freeze, old_lr_factor=args.old_lr_factor,
-        anchor_weight=args.anchor, anchor=args.anchor_kind,
+        anchor_weight=args.anchor, anchor=args.anchor_kind, new_element_init=args.new_element_init,
+        old_lr_warmup=args.old_lr_warmup,
     )
     started = time.perf_counter()
     setup = ft.prepare_finetune(
@@ -173,7 +188,7 @@ def finetune_fit(args) -> ft.FitConfig:
 
 
 def outcome(budget: BudgetAndCurve, trainer: L.Trainer, task, probes: dict) -> dict:
-    final = {name: ft.dataset_errors(task.inference_potential, dataset) for name, dataset in probes.items()}
+    final = {name: probe_errors(task.inference_potential, dataset) for name, dataset in probes.items()}
     return {"train_seconds": budget.curve[-1]["time_s"], "train_wall_seconds": budget.curve[-1]["wall_s"], "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "final": final, "curve": budget.curve}
 
@@ -216,9 +231,9 @@ def table(results: dict) -> str:
     lines = [f"{'size':>5} {'method':<9} {'new test':>9} {'unseen':>8} {'original':>9} {'rise':>7} {'epochs':>6}  (force MAE, meV/Å)"]
     for run in results["runs"]:
         final = run["final"]
-        unseen = 1000 * final["unseen"]["forces_mae"] if "unseen" in final else math.nan
-        original = final["original"]["forces_mae"]
-        lines.append(f"{run['size']:>5} {run['method']:<9} {1000 * final['test']['forces_mae']:>9.1f} {unseen:>8.1f} "
+        unseen = 1000 * mae(final.get("unseen"))
+        original = mae(final["original"])
+        lines.append(f"{run['size']:>5} {run['method']:<9} {1000 * mae(final['test']):>9.1f} {unseen:>8.1f} "
                      f"{1000 * original:>9.1f} {100 * (original / parent - 1):>+6.0f}% {run['epochs']:>6}")
     return "\n".join(lines)
 
@@ -245,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old-lr-factor", type=float, default=defaults.old_lr_factor)
     p.add_argument("--anchor", type=float, default=defaults.anchor_weight)
     p.add_argument("--anchor-kind", choices=list(ft.ANCHOR_KINDS), default=defaults.anchor)
+    p.add_argument("--old-lr-warmup", type=int, default=defaults.old_lr_warmup)
+    p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init)
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: gdlphys finetune's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -276,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             run = (finetune_run if method == "finetune" else scratch_run)(args, train, run_dir, probes)
             results["runs"].append({"method": method, "size": size, **run})
             final = run["final"]
-            print(f"{method:>8} {size:>4} frames: new test {1000 * final['test']['forces_mae']:.1f}, original "
-                  f"{1000 * final['original']['forces_mae']:.1f} meV/Å ({run['epochs']} epochs, {time.perf_counter() - started:.0f} s so far)",
+            print(f"{method:>8} {size:>4} frames: new test {1000 * mae(final['test']):.1f}, original "
+                  f"{1000 * mae(final['original']):.1f} meV/Å ({run['epochs']} epochs, {time.perf_counter() - started:.0f} s so far)",
                   file=sys.stderr)
             (args.output / "comparison.json").write_text(json.dumps(results, indent=1))
     results["wall_seconds"] = time.perf_counter() - started

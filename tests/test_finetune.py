@@ -175,18 +175,20 @@ def test_frozen_per_species_parts_still_teach_the_new_element(how):
         assert torch.equal(tuned[name], start[name]), name
 
 
-def test_old_lr_factor_scales_the_steps_of_old_entries_only():
-    def run(factor: float) -> dict[str, torch.Tensor]:
+@pytest.mark.parametrize("factor, warmup, first_step", [(0.1, 0, 0.1), (1.0, 4, 0.25), (0.5, 2, 0.25)])
+def test_old_lr_factor_and_warmup_scale_the_steps_of_old_entries_only(factor, warmup, first_step):
+    def run(factor: float, warmup: int = 0) -> dict[str, torch.Tensor]:
         grown = grow_species(_hco_potential(), [7])
-        task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), old_lr_factor=factor)
+        task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), old_lr_factor=factor,
+                            old_lr_warmup=warmup)
         _step(task, _nitrogen_batch(grown))
         return grown.state_dict()
 
     start = grow_species(_hco_potential(), [7]).state_dict()
-    full, slow = run(1.0), run(0.1)
+    full, slow = run(1.0), run(factor, warmup)
     masks = species_entry_masks(grow_species(_hco_potential(), [7]), [7])
     radial = "model.2.radial.layer1.weight"
-    torch.testing.assert_close(slow[radial] - start[radial], 0.1 * (full[radial] - start[radial]))
+    torch.testing.assert_close(slow[radial] - start[radial], first_step * (full[radial] - start[radial]))
     name = "model.0.linear.weight"
     torch.testing.assert_close(slow[name][masks[name]], full[name][masks[name]])  # the new element's row: full steps
 
@@ -303,6 +305,7 @@ def test_finetune_with_replay_learns_the_new_element(data, tmp_path, capsys):
     argv = [
         "finetune", str(data["parent"]), "--train", str(data["methylamine"]), "--replay", str(data["ethanol"]),
         "--replay-fraction", "0.3", "--valid-fraction", "0.25", "--batch-size", "4", "--lr", "0.005",
+        "--old-lr-warmup", "0",  # a handful of steps here: no warm-up, or the old weights would not move at all
         "--max-epochs", "2", "--accelerator", "cpu", "--quiet", "-o", str(run),
     ]
     assert main(argv) == 0

@@ -54,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--anchor-kind", choices=list(ANCHOR_KINDS), default=defaults.anchor,
                    help="sensitivity: weighted by how much the replayed frames' forces depend on each weight "
                    "(EWC-like; the penalty estimates the rise of their force MSE); uniform: mean squared change (L2-SP)")
+    p.add_argument("--old-lr-warmup", type=int, default=defaults.old_lr_warmup, metavar="STEPS",
+                   help="steps over which the parent's weights' learning rate ramps up from 0 "
+                   f"(default {defaults.old_lr_warmup}; 0: none)")
     p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init,
                    help="where a new element's weights start: a copy of the known element of its group "
                    "(P from N, Br from Cl; default) or the average known element")
@@ -90,6 +93,7 @@ def run(args) -> int:
         replay_fraction=args.replay_fraction, replay_weight=args.replay_weight, replay_labels=args.replay_labels,
         freeze=freeze, old_lr_factor=args.old_lr_factor, anchor_weight=args.anchor, anchor=args.anchor_kind,
         refit_reference=not args.no_refit, new_element_init=args.new_element_init,
+        old_lr_warmup=args.old_lr_warmup,
     )
     for data_file in filter(None, (args.train, args.valid, args.replay, args.original_test)):
         FrameReader(data_file).close()

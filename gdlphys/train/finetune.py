@@ -77,6 +77,9 @@ class FinetuneConfig:
             element's own entries in them still train.
         old_lr_factor: the parent's weights take steps this many times the new element's
             (0: only the new element's entries train; the old elements cannot change at all).
+        old_lr_warmup: optimizer steps over which that factor ramps up from 0: the first,
+            largest gradients (a new element still far off) go to the new entries, not into
+            what the parent learnt.
         anchor_weight: weight of the pull of the old weights towards the parent's (0: off).
         anchor: "sensitivity" (each weight weighted by how much the original-domain forces
             depend on it, EWC-like: the penalty estimates the rise of their force MSE) or
@@ -92,6 +95,7 @@ class FinetuneConfig:
     replay_labels: str = "auto"
     freeze: str | None = None
     old_lr_factor: float = 0.3
+    old_lr_warmup: int = 100
     anchor_weight: float = 0.0
     anchor: str = "sensitivity"
     refit_reference: bool = True
@@ -104,6 +108,8 @@ class FinetuneConfig:
             raise ValueError(f"replay_weight must be > 0, got {self.replay_weight}")
         if self.replay_labels not in REPLAY_LABELS:
             raise ValueError(f"replay_labels must be one of {', '.join(REPLAY_LABELS)}, got {self.replay_labels!r}")
+        if self.old_lr_warmup < 0:
+            raise ValueError(f"old_lr_warmup must be >= 0 steps, got {self.old_lr_warmup}")
         if not 0.0 <= self.old_lr_factor <= 1.0:
             raise ValueError(f"old_lr_factor must be in [0, 1], got {self.old_lr_factor}")
         if self.anchor_weight < 0:
@@ -299,7 +305,7 @@ def prepare_finetune(
     task = FinetuneTask(
         start.train(), fit, frozen_parameter_names(start, config.freeze), species_entry_masks(start, added),
         anchor_weight=config.anchor_weight, old_lr_factor=config.old_lr_factor, anchor_importance=importance,
-        replay_weight=config.replay_weight, replay_energies=same_theory,
+        replay_weight=config.replay_weight, replay_energies=same_theory, old_lr_warmup=config.old_lr_warmup,
     )
     return FinetuneSetup(parent, start, task, data, new_train, added, refit, source, original, original_file, errors)
 

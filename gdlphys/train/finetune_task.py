@@ -64,6 +64,10 @@ class FinetuneTask(PotentialTask):
     (the new element's entries take full steps): with Adam, whose steps do not depend on the
     size of the gradient, this is how to give them a lower learning rate entry by entry. 0
     leaves the parent's weights as they are, so nothing on the old elements can change.
+    ``old_lr_warmup`` ramps that factor linearly from 0 over the first so many optimizer steps:
+    the first steps, whose gradients come from a new element that is still far off, then
+    train the new entries and barely touch what the parent learnt (first the head, then the
+    body, as in linear-probing-then-fine-tuning).
 
     ``replay_weight`` multiplies the loss terms of replayed frames (batches marked by
     :class:`~gdlphys.train.replay.ReplayDataModule`): rehearsal that weighs as much as it must.
@@ -87,8 +91,12 @@ class FinetuneTask(PotentialTask):
         anchor_importance: Mapping[str, torch.Tensor] | None = None,
         replay_weight: float = 1.0,
         replay_energies: bool = True,
+        old_lr_warmup: int = 0,
     ) -> None:
         super().__init__(potential, fit)
+        if old_lr_warmup < 0:
+            raise ValueError(f"old_lr_warmup must be >= 0 steps, got {old_lr_warmup}")
+        self.old_lr_warmup = int(old_lr_warmup)
         if anchor_weight < 0:
             raise ValueError(f"anchor_weight must be >= 0, got {anchor_weight}")
         if not 0.0 <= old_lr_factor <= 1.0:
@@ -197,15 +205,22 @@ class FinetuneTask(PotentialTask):
             loss = loss + self.anchor_weight * penalty
         return loss
 
+    def old_factor(self) -> float:
+        """This step's factor on the old entries' steps (the warm-up ramp times ``old_lr_factor``)."""
+        if self.old_lr_warmup == 0:
+            return self.old_lr_factor
+        return self.old_lr_factor * min(1.0, (self.global_step + 1) / self.old_lr_warmup)
+
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.old_lr_factor < 1.0:
+        self._factor = self.old_factor()
+        if self._factor < 1.0:
             parameters = dict(self.potential.named_parameters())
             self._before_step = {name: parameters[name].detach().clone() for name in self.old_trainable}
 
     @torch.no_grad()
     def slow_old_entries(self) -> None:
-        """Scale this step of the old entries by ``old_lr_factor``."""
-        factor = self.old_lr_factor
+        """Scale this step of the old entries by :meth:`old_factor`."""
+        factor = getattr(self, "_factor", self.old_lr_factor)
         parameters = dict(self.potential.named_parameters())
         for name, before in self._before_step.items():
             old = getattr(self, _buffer_name("old", name))
