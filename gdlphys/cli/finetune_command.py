@@ -58,8 +58,8 @@ def register(sub) -> None:
                    help="steps over which the parent's weights' learning rate ramps up from 0 "
                    f"(default {defaults.old_lr_warmup}; 0: none)")
     p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init,
-                   help="where a new element's weights start: a copy of the known element of its group "
-                   "(P from N, Br from Cl; default) or the average known element")
+                   help="where a new element's weights start: the average known element (default; "
+                   "measured the better start) or a copy of the known element of its group (P from N)")
     p.add_argument("--max-time", default=None, help="wall-clock budget, e.g. 15m")
     p.add_argument("--max-epochs", type=int, default=None, help="epoch budget (default 100 without --max-time)")
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {FINETUNE_LR_FACTOR:g} x the parent's)")

@@ -85,9 +85,9 @@ class FinetuneConfig:
             depend on it, EWC-like: the penalty estimates the rise of their force MSE) or
             "uniform" (mean squared change, L2-SP).
         refit_reference: refit the reference energies on the new data by least squares.
-        new_element_init: where a new element's weights start: "analogue" (a copy of the known
-            element most like it: P from N, Br from Cl; :func:`gdlphys.models.surgery.analogue_element`)
-            or "mean" (the average known element).
+        new_element_init: where a new element's weights start: "mean" (the average known
+            element; measured the better start, :mod:`gdlphys.models.surgery`) or "analogue" (a
+            copy of the known element most like it: P from N, Br from Cl).
     """
 
     replay_fraction: float = 2 / 3
@@ -99,7 +99,7 @@ class FinetuneConfig:
     anchor_weight: float = 0.0
     anchor: str = "sensitivity"
     refit_reference: bool = True
-    new_element_init: str = "analogue"
+    new_element_init: str = "mean"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.replay_fraction < 1.0:
