@@ -37,18 +37,20 @@ ETHANOL = ROOT / "datasets" / "ethanol-xtb" / "train.h5"
 OLD = [8, 1, 6]  # deliberately unsorted: old indices must survive surgery
 
 
-def _hco_potential(parity: bool = False) -> Potential:
+def _hco_potential(parity: bool = False, interaction: str = "nequip") -> Potential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
-        potential = Potential(tiny_config(parity=parity), OLD, [-7.0, -45.0, -15.0], 10.0, scale=0.7)
+        config = tiny_config(parity=parity, interaction=interaction)
+        potential = Potential(config, OLD, [-7.0, -45.0, -15.0], 10.0, scale=0.7)
         with torch.no_grad():
             potential.model[-1].scale.mul_(torch.tensor([0.8, 1.3, 1.1]))
     return potential.double().eval()
 
 
+@pytest.mark.parametrize("interaction", ["nequip", "mace"])
 @pytest.mark.parametrize("parity", [False, True])
-def test_grown_potential_predicts_old_elements_exactly(parity):
-    parent = _hco_potential(parity)
+def test_grown_potential_predicts_old_elements_exactly(parity, interaction):
+    parent = _hco_potential(parity, interaction)
     before = {k: v.clone() for k, v in parent.state_dict().items()}
     grown = grow_species(parent, [7, 9])
     assert grown.species == (8, 1, 6, 7, 9)
@@ -111,15 +113,18 @@ def test_new_element_starts_as_its_analogue_or_the_mean_element(init):
         grow_species(parent, [16], init="zeros")
 
 
-def test_new_element_entries_are_exactly_what_old_structures_never_see():
-    grown = grow_species(_hco_potential(), [7])
+@pytest.mark.parametrize("interaction", ["nequip", "mace"])
+def test_new_element_entries_are_exactly_what_old_structures_never_see(interaction):
+    grown = grow_species(_hco_potential(interaction=interaction), [7])
     masks = species_entry_masks(grown, [7])
-    assert set(masks) == {"model.0.linear.weight", "model.5.scale"} | {
+    product = [n for n in masks if ".product.weights." in n]
+    assert len(product) == (2 * 3 if interaction == "mace" else 0)  # two blocks, one weight tensor per output irrep
+    assert set(masks) - set(product) == {"model.0.linear.weight", "model.5.scale"} | {
         n for n in masks if n.endswith("self_connection.weight")
     } and sum(n.endswith("self_connection.weight") for n in masks) == 2
     old_only = batch_of([random_molecule(8, seed=s, species=OLD) for s in range(3)], grown.cutoff)
     want = grown(old_only)
-    touched = grow_species(_hco_potential(), [7])
+    touched = grow_species(_hco_potential(interaction=interaction), [7])
     with torch.no_grad():
         for name, parameter in touched.named_parameters():
             if name in masks:
@@ -127,9 +132,11 @@ def test_new_element_entries_are_exactly_what_old_structures_never_see():
     got = touched(old_only)
     for key in (keys.ENERGY, keys.FORCES):
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-10)
-    with torch.no_grad():  # an entry outside the masks does change them
-        touched.model[0].linear.weight[~masks["model.0.linear.weight"]] += 0.5
-    assert not torch.allclose(touched(old_only)[keys.ENERGY], want[keys.ENERGY])
+    for name in ["model.0.linear.weight", *product[:1]]:
+        changed = grow_species(_hco_potential(interaction=interaction), [7])
+        with torch.no_grad():  # an entry outside the masks does change them
+            changed.get_parameter(name)[~masks[name]] += 0.5
+        assert not torch.allclose(changed(old_only)[keys.ENERGY], want[keys.ENERGY]), name
 
 
 def _step(task: FinetuneTask, batch) -> None:

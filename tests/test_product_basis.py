@@ -11,7 +11,6 @@ from gdlphys import keys
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.files import load_potential, save_potential
 from gdlphys.models.potential import Potential
-from gdlphys.models.surgery import grow_species, species_entry_masks
 from gdlphys.nn import ProductInteraction, SymmetricProduct
 from gdlphys.testing import (
     assert_forces_match_finite_differences,
@@ -140,59 +139,8 @@ def test_float64_coupling_survives_a_float32_round_trip():
     assert torch.equal(product.coupling, product._coupling64)
 
 
-# --- species surgery for fine-tuning -------------------------------------------------------
-
-
-def _hco_mace(parity: bool = False) -> Potential:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        potential = Potential(tiny_config(parity=parity, interaction="mace"), OLD, [-7.0, -45.0, -15.0], 10.0, scale=0.7)
-        with torch.no_grad():
-            potential.model[-1].scale.mul_(torch.tensor([0.8, 1.3, 1.1]))
-    return potential.double().eval()
-
-
-@pytest.mark.parametrize("parity", [False, True])
-def test_grown_mace_potential_predicts_old_elements_exactly(parity):
-    parent = _hco_mace(parity)
-    before = {k: v.clone() for k, v in parent.state_dict().items()}
-    grown = grow_species(parent, [7, 9])
-    assert grown.species == (8, 1, 6, 7, 9)
-    for structures in (
-        [random_molecule(8, seed=s, species=OLD) for s in range(3)],
-        [random_crystal(4, seed=0, species=OLD), random_crystal(5, seed=1, species=OLD)],
-    ):
-        periodic = bool(structures[0].pbc.all())
-        batch = batch_of(structures, parent.cutoff)
-        want = parent(batch, compute_stress=periodic)
-        got = grown(batch, compute_stress=periodic)
-        for key in (keys.ENERGY, keys.ATOMIC_ENERGIES, keys.FORCES) + ((keys.STRESS,) if periodic else ()):
-            torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-10)
-    assert all(torch.equal(before[k], v) for k, v in parent.state_dict().items())  # the input is untouched
-    nitrogen = random_molecule(7, seed=4, species=[1, 6, 7, 8])
-    out = grown(batch_of([nitrogen], grown.cutoff))
-    assert torch.isfinite(out[keys.ENERGY]).all() and torch.isfinite(out[keys.FORCES]).all()
-
-
-def test_new_element_entries_of_the_product_basis_are_masked():
-    grown = grow_species(_hco_mace(), [7])
-    masks = species_entry_masks(grown, [7])
-    product_names = [n for n in masks if ".product.weights." in n]
-    assert len(product_names) == 2 * 3  # two blocks, one weight tensor per output irrep
-    old_only = batch_of([random_molecule(8, seed=s, species=OLD) for s in range(3)], grown.cutoff)
-    want = grown(old_only)
-    touched = grow_species(_hco_mace(), [7])
-    with torch.no_grad():
-        for name, parameter in touched.named_parameters():
-            if name in masks:
-                parameter[masks[name]] += 0.5  # only N's entries
-    got = touched(old_only)
-    for key in (keys.ENERGY, keys.FORCES):
-        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-10)
-    with torch.no_grad():  # an entry of the product basis outside the masks does change them
-        name = product_names[0]
-        touched.get_parameter(name)[~masks[name]] += 0.5
-    assert not torch.allclose(touched(old_only)[keys.ENERGY], want[keys.ENERGY])
+# Species surgery for fine-tuning (grow_species, species_entry_masks) on this block: tests/test_finetune.py,
+# parametrised over the interaction.
 
 
 def test_path_counts_match_e3nn_reduced_tensor_products():
