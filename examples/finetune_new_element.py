@@ -8,9 +8,10 @@ dimethylamine, 2-aminoethanol and acetamide at 500 K). With gdlphys finetune's d
 1. N is added to the model without changing any prediction on H/C/O structures;
 2. the reference energies are refitted on the new frames together with replayed ethanol frames
    (both GFN2-xTB: one set of offsets serves both; printed: what they became);
-3. each epoch 2/3 of the training frames are ethanol frames drawn afresh from the parent's own
-   training data (found through the hash the potential records), weighted 4x in the loss;
-   the parent's weights step at 0.3x the learning rate, the new element's entries at 1x;
+3. each epoch half of the training frames are ethanol frames drawn afresh from the parent's own
+   training data (found through the hash the potential records), weighted as new frames;
+   the parent's weights ramp up to the full learning rate over the first 100 steps, so the
+   first, largest gradients (N still far off) go into N's own entries;
 4. it prints the force and energy errors on the new chemistry (validation set) and on the
    original domain (the ethanol test set) before and after, and plots them (forgetting.png).
 

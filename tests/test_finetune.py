@@ -422,3 +422,23 @@ def test_small_dft_recipe_labels_water(tmp_path):
     energy, forces = frames[0].get_potential_energy(), frames[0].get_forces()
     assert -2090 < energy < -2070  # PBE/def2-SVP water is about -76.3 Hartree
     assert forces.shape == (3, 3) and np.abs(forces.sum(axis=0)).max() < 1e-2  # no net force
+
+
+def test_finetune_onto_dft_blanks_original_energies_of_the_other_theory(data, tmp_path):
+    """Shipped PBE/def2-SVP frames onto an xTB parent: xTB energies cannot be compared with the
+    refitted (DFT) reference energies, so the original domain's energy errors are left blank."""
+    dft = tmp_path / "dft.h5"
+    write_hdf5(dft, read_hdf5(ROOT / "datasets" / "small-dft" / "train.h5", index=slice(0, 200, 16)), method="PBE/def2-SVP")
+    run = tmp_path / "ft"
+    argv = ["finetune", str(data["parent"]), "--train", str(dft), "--replay", str(data["ethanol"]),
+            "--valid-fraction", "0.25", "--batch-size", "4", "--max-epochs", "1", "--accelerator", "cpu",
+            "--quiet", "-o", str(run)]
+    assert main(argv) == 0
+    summary = json.loads((run / "finetune.json").read_text())
+    assert not summary["replay"]["energies_trained"]  # xTB replay rehearses forces only
+    original = summary["errors"]["original"]
+    assert original["parent"]["energy_per_atom_mae"] is not None
+    assert original["start"]["energy_per_atom_mae"] is None and original["finetuned"]["energy_per_atom_mae"] is None
+    assert original["finetuned"]["forces_mae"] > 0
+    refit = summary["reference_energies"]
+    assert min(abs(a - b) for a, b in zip(refit["old"], refit["new"])) > 1.0  # PBE lies eV per atom from xTB

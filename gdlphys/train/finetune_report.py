@@ -61,7 +61,7 @@ def plot_forgetting(errors: dict[str, dict[str, dict[str, float]]], output: str 
     width = 0.8 / len(STAGES)
     for ax, (metric, title) in zip(axes, panels):
         for k, stage in enumerate(STAGES):
-            values = [1000 * errors[d].get(stage, {}).get(metric, math.nan) for d in domains]
+            values = [1000 * (errors[d].get(stage, {}).get(metric) or math.nan) for d in domains]  # None: not comparable
             bars = ax.bar([i + (k - 1) * width for i in range(len(domains))], values, width, label=stage)
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks(range(len(domains)), [f"{d} data" for d in domains])
@@ -81,8 +81,7 @@ def format_errors(errors: dict[str, dict[str, dict[str, float]]]) -> str:
         for stage in STAGES:
             if stage in stages:
                 m = stages[stage]
-                lines.append(
-                    f"{domain:<10}{stage:<11}{1000 * m.get('forces_mae', math.nan):>19.1f}"
-                    f"{1000 * m['energy_per_atom_mae']:>23.2f}"
-                )
+                energy = m.get("energy_per_atom_mae")
+                shown = f"{1000 * energy:>23.2f}" if energy is not None else f"{'another theory':>23}"
+                lines.append(f"{domain:<10}{stage:<11}{1000 * m.get('forces_mae', math.nan):>19.1f}{shown}")
     return "\n".join(lines)
