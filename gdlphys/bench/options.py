@@ -20,7 +20,8 @@ class BenchOptions:
         threads: CPU threads given to each code (OMP_NUM_THREADS and torch), the same for both.
         device: "cpu" or "cuda", for both codes.
         drift_ps: NVE run length for the energy-drift comparison of the md benchmark (0: none).
-        compile: md: also time gdlphys through ``torch.compile`` (GDLCalculator(compile=True)).
+        compile: md: also time gdlphys through ``torch.compile`` (GDLCalculator(compile=True));
+            None: yes, except with ``quick`` (compiling from an empty cache takes minutes).
         seed: seeds data splits, weights and velocities.
     """
 
@@ -32,10 +33,12 @@ class BenchOptions:
     device: str = "cpu"
     drift_ps: float = 0.0
     seed: int = 0
-    compile: bool = False
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.compile is None:
+            self.compile = not self.quick
         if self.budget_min <= 0:
             raise ValueError(f"--budget-min must be positive, got {self.budget_min}")
         if self.threads < 1:

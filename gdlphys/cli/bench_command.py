@@ -3,6 +3,7 @@ speed), and neighbour lists beside ASE, vesin and matscipy."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from gdlphys.cli.threads import set_threads
@@ -27,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for each code, the same for both (default 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for both codes (default cpu)")
     p.add_argument("--drift-ps", type=float, default=0.0, help="md: also compare NVE energy drift over this many ps (default 0: no)")
-    p.add_argument("--compile", action="store_true", help="md: also time gdlphys through torch.compile (compile time reported apart)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="md: also time gdlphys through torch.compile, compile time reported apart (default: yes, not with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_bench)
 
