@@ -317,8 +317,10 @@ def test_finetune_with_replay_learns_the_new_element(data, tmp_path, capsys):
     ]
     assert main(argv) == 0
     assert "force MAE" in capsys.readouterr().err
-    for name in ("potential.pt", "finetune.json", "forgetting.png", "learning_curve.png", "checkpoints/last.ckpt"):
+    for name in ("potential.pt", "finetune.json", "card.md", "forgetting.png", "learning_curve.png", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
+    card = (run / "card.md").read_text()
+    assert "| N |" in card and "refitted by least squares" in card and "original" in card
     tuned = load_potential(run)
     assert tuned.species == (1, 6, 8, 7)
     summary = json.loads((run / "finetune.json").read_text())

@@ -35,6 +35,7 @@ from gdlphys.train.config import FitConfig
 from gdlphys.train.finetune_report import (
     STAGES,
     dataset_errors,
+    finetune_card,
     format_errors,
     plot_forgetting,
 )
@@ -50,7 +51,7 @@ from gdlphys.train.replay import (
 from gdlphys.train.run import fit_task, metrics_files
 
 __all__ = [
-    "STAGES", "FinetuneConfig", "FinetuneResult", "FinetuneSetup", "dataset_errors", "default_finetune_fit",
+    "STAGES", "FinetuneConfig", "FinetuneResult", "FinetuneSetup", "dataset_errors", "default_finetune_fit", "finetune_card",
     "finetune_potential", "format_errors", "frozen_parameter_names", "plot_forgetting", "prepare_finetune",
     "recorded_fit",
 ]
@@ -396,6 +397,8 @@ def finetune_potential(
     potential_path = save_potential(tuned, run_dir / POTENTIAL_FILENAME, metadata)
     with atomic_write(run_dir / "finetune.json") as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
+    with atomic_write(run_dir / "card.md") as tmp:
+        Path(tmp).write_text(finetune_card(summary))
     plot_forgetting(errors, run_dir / "forgetting.png")
     plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
     return FinetuneResult(

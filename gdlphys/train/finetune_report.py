@@ -85,3 +85,43 @@ def format_errors(errors: dict[str, dict[str, dict[str, float]]]) -> str:
                 shown = f"{1000 * energy:>23.2f}" if energy is not None else f"{'another theory':>23}"
                 lines.append(f"{domain:<10}{stage:<11}{1000 * m.get('forces_mae', math.nan):>19.1f}{shown}")
     return "\n".join(lines)
+
+
+def _article(start: str) -> str:
+    return f"the {start}" if start == "mean element" else f"a copy of {start}"
+
+
+def finetune_card(summary: dict) -> str:
+    """RUN_DIR/card.md of a fine-tuning run: where it started, what the surgery and the refit did,
+    what was replayed, and the errors before and after (from finetune.json's ``summary``)."""
+    from ase.data import chemical_symbols
+
+    parent = summary["parent"] or "(a Potential object)"
+    lines = [f"# Fine-tuned from {parent}", ""]
+    started = summary.get("new_species_started_from") or {}
+    added = ", ".join(f"{chemical_symbols[z]} (started as {_article(started.get(chemical_symbols[z], '?'))})" for z in summary["new_species"])
+    lines += [
+        f"- **Training data**: `{summary['train_file']}` (sha256 {summary['training_data_sha256'][:12]}…)",
+        f"- **Parent's elements**: {', '.join(chemical_symbols[z] for z in summary['parent_species'])}; "
+        f"**added**: {added or 'none'}",
+    ]
+    replay = summary["replay"]
+    if replay.get("path"):
+        energies = "energies and forces" if replay.get("energies_trained") else "forces only (another level of theory)"
+        lines.append(f"- **Replay**: {replay['frames_per_epoch']} frames per epoch drawn from {replay['pool_frames']} "
+                     f"({replay.get('origin')}: `{replay.get('source')}`, {replay.get('labels')} labels), {energies}")
+    else:
+        lines.append("- **Replay**: none")
+    config = summary["config"]
+    lines.append(f"- **Options**: replay fraction {config['replay_fraction']:.2f}, replay weight {config['replay_weight']:g}, "
+                 f"old weights at {config['old_lr_factor']:g}x the rate after a {config['old_lr_warmup']}-step warm-up, "
+                 f"frozen: {config['freeze'] or 'nothing'}; learning rate {summary['fit']['lr']:g}; {summary['epochs']} epoch(s)")
+    refit = summary.get("reference_energies")
+    if refit:
+        lines += ["", "## Reference energies (eV per atom), refitted by least squares on "
+                  f"{refit['n_frames']} frames", "", "| element | before | after |", "| --- | --- | --- |"]
+        lines += [f"| {chemical_symbols[z]} | {a:.4f} | {b:.4f} |" for z, a, b in zip(refit["species"], refit["old"], refit["new"])]
+        lines += ["", f"Energy RMS those frames leave for the network: {1000 * refit['residual_rms_per_atom_before']:.1f} → "
+                  f"{1000 * refit['residual_rms_per_atom_after']:.1f} meV/atom."]
+    lines += ["", "## Errors before and after (`forgetting.png`)", "", "```", format_errors(summary["errors"]), "```", ""]
+    return "\n".join(lines)
