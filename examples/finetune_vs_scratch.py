@@ -147,7 +147,7 @@ def finetune_run(args, train: Path, run_dir: Path, probes: dict) -> dict:
         replay_fraction=args.replay_fraction, replay_weight=args.replay_weight, replay_labels=args.replay_labels,
         freeze=None if args.freeze in (None, "none") else args.freeze, old_lr_factor=args.old_lr_factor,
         anchor_weight=args.anchor, anchor=args.anchor_kind, new_element_init=args.new_element_init,
-        old_lr_warmup=args.old_lr_warmup,
+        old_lr_warmup=args.old_lr_warmup, max_forgetting=args.max_forgetting,
     )
     started = time.perf_counter()
     setup = ft.prepare_finetune(
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", type=float, default=defaults.anchor_weight)
     p.add_argument("--anchor-kind", choices=list(ft.ANCHOR_KINDS), default=defaults.anchor)
     p.add_argument("--old-lr-warmup", type=int, default=defaults.old_lr_warmup)
+    p.add_argument("--max-forgetting", type=lambda t: None if t.lower() == "none" else float(t), default=defaults.max_forgetting)
     p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init)
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: gdlphys finetune's)")
     p.add_argument("--seed", type=int, default=0)

@@ -444,3 +444,30 @@ def test_finetune_onto_dft_blanks_original_energies_of_the_other_theory(data, tm
     assert original["finetuned"]["forces_mae"] > 0
     refit = summary["reference_energies"]
     assert min(abs(a - b) for a, b in zip(refit["old"], refit["new"])) > 1.0  # PBE lies eV per atom from xTB
+
+
+def test_replay_weight_rises_with_forgetting_and_falls_back():
+    from torch.utils.data import Subset
+
+    from gdlphys.data.datamodule import GraphDataset
+    from gdlphys.train.finetune import dataset_errors
+
+    grown = grow_species(load_potential("ethanol-xtb"), [7])  # a trained parent: 20 meV/Å on ethanol
+    frames = Subset(GraphDataset(ETHANOL, grown.cutoff, grown.dtype), range(8))
+    parent_mae = dataset_errors(grown, frames)["forces_mae"]
+    task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), replay_weight=1.5,
+                        max_forgetting=0.1, forgetting_monitor=(frames, parent_mae))
+    assert task.control_forgetting() == pytest.approx(0.0) and task.replay_weight == 1.5  # nothing forgotten yet
+    start = {k: v.clone() for k, v in grown.state_dict().items()}
+    with torch.no_grad():  # forget: every force 1.5 times what the parent predicted
+        grown.model[-1].scale.mul_(1.5)
+    rise = task.control_forgetting()
+    assert rise > 0.1 and task.replay_weight == 3.0
+    task.control_forgetting()
+    assert task.replay_weight == 6.0
+    grown.load_state_dict(start)  # recovered: the weight halves back, never under the one asked for
+    for expected in (3.0, 1.5, 1.5):
+        task.control_forgetting()
+        assert task.replay_weight == expected
+    with pytest.raises(ValueError, match="max_forgetting"):
+        FinetuneTask(grown, FitConfig(), max_forgetting=0.0)

@@ -14,6 +14,15 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _optional_positive(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 or 'none', got {text}")
+    return value
+
+
 def register(sub) -> None:
     from gdlphys.train.finetune import ANCHOR_KINDS, FINETUNE_LR_FACTOR, FinetuneConfig
 
@@ -57,6 +66,9 @@ def register(sub) -> None:
     p.add_argument("--old-lr-warmup", type=int, default=defaults.old_lr_warmup, metavar="STEPS",
                    help="steps over which the parent's weights' learning rate ramps up from 0 "
                    f"(default {defaults.old_lr_warmup}; 0: none)")
+    p.add_argument("--max-forgetting", type=_optional_positive, default=defaults.max_forgetting, metavar="F",
+                   help="raise the replay weight whenever the original domain's force error rises by more than "
+                   f"this fraction (default {defaults.max_forgetting:g}; 'none': a fixed weight)")
     p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init,
                    help="where a new element's weights start: the average known element (default; "
                    "measured the better start) or a copy of the known element of its group (P from N)")
@@ -93,7 +105,7 @@ def run(args) -> int:
         replay_fraction=args.replay_fraction, replay_weight=args.replay_weight, replay_labels=args.replay_labels,
         freeze=freeze, old_lr_factor=args.old_lr_factor, anchor_weight=args.anchor, anchor=args.anchor_kind,
         refit_reference=not args.no_refit, new_element_init=args.new_element_init,
-        old_lr_warmup=args.old_lr_warmup,
+        old_lr_warmup=args.old_lr_warmup, max_forgetting=args.max_forgetting,
     )
     for data_file in filter(None, (args.train, args.valid, args.replay, args.original_test)):
         FrameReader(data_file).close()

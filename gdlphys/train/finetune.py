@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 FINETUNE_LR_FACTOR = 1.0  # default learning rate: this times the parent's; its own weights step old_lr_factor times that
+FORGETTING_MONITOR_FRAMES = 32  # original-domain frames measured after each validation (max_forgetting)
 REFIT_REPLAY_FRAMES = 500  # replay frames that join the reference-energy refit (same level of theory)
 ANCHOR_KINDS = ("sensitivity", "uniform")
 
@@ -90,6 +91,10 @@ class FinetuneConfig:
             depend on it, EWC-like: the penalty estimates the rise of their force MSE) or
             "uniform" (mean squared change, L2-SP).
         refit_reference: refit the reference energies on the new data by least squares.
+        max_forgetting: largest rise of the original domain's force error (0.1 = +10 %) before the
+            replay weight is raised: after every validation the error on a few original-domain
+            frames is measured; above this rise the replay weight doubles, below half of it the
+            weight halves again, never under ``replay_weight`` (None: a fixed weight).
         new_element_init: where a new element's weights start: "mean" (the average known
             element; measured the better start, :mod:`gdlphys.models.surgery`) or "analogue" (a
             copy of the known element most like it: P from N, Br from Cl).
@@ -105,6 +110,7 @@ class FinetuneConfig:
     anchor: str = "sensitivity"
     refit_reference: bool = True
     new_element_init: str = "mean"
+    max_forgetting: float | None = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.replay_fraction < 1.0:
@@ -113,6 +119,8 @@ class FinetuneConfig:
             raise ValueError(f"replay_weight must be > 0, got {self.replay_weight}")
         if self.replay_labels not in REPLAY_LABELS:
             raise ValueError(f"replay_labels must be one of {', '.join(REPLAY_LABELS)}, got {self.replay_labels!r}")
+        if self.max_forgetting is not None and self.max_forgetting <= 0:
+            raise ValueError(f"max_forgetting must be > 0 (or None: off), got {self.max_forgetting}")
         if self.old_lr_warmup < 0:
             raise ValueError(f"old_lr_warmup must be >= 0 steps, got {self.old_lr_warmup}")
         if not 0.0 <= self.old_lr_factor <= 1.0:
@@ -314,6 +322,11 @@ def prepare_finetune(
         if not comparable:
             errors["original"]["start"] = _without_energies(errors["original"]["start"])
 
+    monitor = None
+    if config.max_forgetting is not None and original is not None and data.replay_set is not None:
+        frames = Subset(original, list(range(min(FORGETTING_MONITOR_FRAMES, len(original)))))
+        monitor = (frames, dataset_errors(start, frames)["forces_mae"])
+
     importance = None
     rehearsed = data.replay_set if data.replay_set is not None and len(data.replay_set) else original
     if config.anchor_weight > 0 and config.anchor == "sensitivity" and rehearsed is not None:
@@ -322,6 +335,7 @@ def prepare_finetune(
         start.train(), fit, frozen_parameter_names(start, config.freeze), species_entry_masks(start, added),
         anchor_weight=config.anchor_weight, old_lr_factor=config.old_lr_factor, anchor_importance=importance,
         replay_weight=config.replay_weight, replay_energies=same_theory, old_lr_warmup=config.old_lr_warmup,
+        max_forgetting=config.max_forgetting, forgetting_monitor=monitor,
     )
     return FinetuneSetup(parent, start, task, data, new_train, added, refit, source, original, original_file, errors,
                          comparable)
@@ -391,6 +405,7 @@ def finetune_potential(
         "frozen_except_new_elements": task.partly_frozen,
         "fit": task.fit.to_dict(),
         "epochs": int(lightning_trainer.current_epoch),
+        "final_replay_weight": task.replay_weight,
         "errors": errors,
     }
     metadata = {**summary, "finetuned_from": setup.parent.source, "validation": metrics}

@@ -92,8 +92,18 @@ class FinetuneTask(PotentialTask):
         replay_weight: float = 1.0,
         replay_energies: bool = True,
         old_lr_warmup: int = 0,
+        max_forgetting: float | None = None,
+        forgetting_monitor=None,
     ) -> None:
         super().__init__(potential, fit)
+        if max_forgetting is not None and max_forgetting <= 0:
+            raise ValueError(f"max_forgetting must be > 0, got {max_forgetting}")
+        # Forgetting control: after each validation the original-domain force MAE of a few frames
+        # (``forgetting_monitor``: (dataset, the parent's force MAE on it)) is measured; above
+        # (1 + max_forgetting) x the parent's the replay weight doubles, below half that rise it
+        # halves again (never under the weight asked for).
+        self.max_forgetting, self.forgetting_monitor = max_forgetting, forgetting_monitor
+        self.replay_weight_floor = float(replay_weight)
         if old_lr_warmup < 0:
             raise ValueError(f"old_lr_warmup must be >= 0 steps, got {old_lr_warmup}")
         self.old_lr_warmup = int(old_lr_warmup)
@@ -204,6 +214,39 @@ class FinetuneTask(PotentialTask):
             self.log("train/anchor", penalty.detach(), batch_size=n_graphs, on_epoch=True, on_step=False)
             loss = loss + self.anchor_weight * penalty
         return loss
+
+    REPLAY_WEIGHT_CAP = 64.0
+
+    def control_forgetting(self) -> float | None:
+        """Measure the original domain and adapt ``replay_weight``; returns the relative rise."""
+        if self.max_forgetting is None or self.forgetting_monitor is None:
+            return None
+        from gdlphys.train.finetune_report import dataset_errors
+
+        frames, parent_mae = self.forgetting_monitor
+        rise = dataset_errors(self.inference_potential, frames)["forces_mae"] / parent_mae - 1.0
+        if rise > self.max_forgetting:
+            self.replay_weight = min(2.0 * self.replay_weight, self.REPLAY_WEIGHT_CAP)
+        elif rise < 0.5 * self.max_forgetting:
+            self.replay_weight = max(0.5 * self.replay_weight, self.replay_weight_floor)
+        return rise
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.trainer.sanity_checking:
+            return
+        rise = self.control_forgetting()
+        if rise is not None:
+            self.log("original/forces_mae_rise", rise)
+            self.log("train/replay_weight", self.replay_weight)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["gdlphys_replay_weight"] = self.replay_weight
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.replay_weight = float(checkpoint.get("gdlphys_replay_weight", self.replay_weight))
 
     def old_factor(self) -> float:
         """This step's factor on the old entries' steps (the warm-up ramp times ``old_lr_factor``)."""
