@@ -67,12 +67,12 @@ class FinetuneConfig:
     """How a potential is fine-tuned, beyond the fit options (:class:`FitConfig`).
 
     The defaults are measured (README, "Fine-tune"; ``examples/finetune_vs_scratch.py`` on
-    organic-xtb + phosphorus-xtb): half of each epoch replays the parent's own training data at
-    the weight of new frames, every weight learns at the full rate after a 100-step warm-up of
-    the parent's weights. Heavier rehearsal (2/3 of the frames at 4x weight, old weights at
-    0.3x) kept the original domain within 2 % but learnt the new chemistry no faster than a
-    potential trained from scratch; a third of the frames at 1x let the original-domain force
-    error rise by 17-19 %, too near the 20 % a user can accept.
+    organic-xtb + phosphorus-xtb and ethanol-xtb + nitrogen-xtb): half of each epoch replays the
+    parent's own training data, every weight learns at the full rate after a 100-step warm-up of
+    the parent's weights, and the replay weight rises whenever the original domain's force error
+    passes +10 %. Heavier fixed rehearsal (2/3 of the frames at 4x weight, old weights at 0.3x)
+    kept the original domain within a few % but learnt the new chemistry no faster than a
+    potential trained from scratch.
 
     Attributes:
         replay_fraction: share of each epoch's training frames drawn (afresh) from the replay frames.
