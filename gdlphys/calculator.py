@@ -105,6 +105,9 @@ class GDLCalculator(Calculator):
         loaded = [load_potential(m) for m in members]
         self.dtype = _resolve_dtype(dtype, loaded[0].dtype)
         self.potentials = [self._prepare(p) for p in loaded]
+        self._eager_models = [p.model for p in self.potentials] if self.compile else []  # the fallback
+        for potential in self.potentials if self.compile else []:
+            potential.model = torch.compile(potential.model, dynamic=True)
         self.neighbours = NeighbourListCache(max(p.cutoff for p in self.potentials), skin)
         self.dispersion = dispersion
         self.max_force_std, self.on_exceed = max_force_std, on_exceed
@@ -124,25 +127,23 @@ class GDLCalculator(Calculator):
         potential = potential.to(device=self.device, dtype=self.dtype).eval()
         for parameter in potential.parameters():
             parameter.requires_grad_(False)  # only positions (and strain) need gradients at inference
-        if self.compile:
-            potential.eager_model = potential.model
-            potential.model = torch.compile(potential.model, dynamic=True)
         return potential
 
     def _evaluate(self, graph: dict[str, torch.Tensor], want_stress: bool) -> list[dict[str, torch.Tensor]]:
-        try:
+        def run() -> list[dict[str, torch.Tensor]]:
             return [p(graph, compute_forces=True, compute_stress=want_stress) for p in self.potentials]
+
+        try:
+            return run()
         except torch._dynamo.exc.TorchDynamoException as error:  # the compiler failed: fall back, say why
-            compiled = [p for p in self.potentials if hasattr(p, "eager_model")]
-            if not compiled:
+            if not self._eager_models:
                 raise
             warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
                           "running the potential eagerly", RuntimeWarning, stacklevel=3)
-            for p in compiled:
-                p.model = p.eager_model
-                del p.eager_model
-            self.compile = False
-            return [p(graph, compute_forces=True, compute_stress=want_stress) for p in self.potentials]
+            for potential, model in zip(self.potentials, self._eager_models):
+                potential.model = model
+            self._eager_models, self.compile = [], False
+            return run()
 
     @property
     def potential(self) -> Potential:

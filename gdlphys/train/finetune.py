@@ -143,7 +143,8 @@ def recorded_fit(potential: Potential | None) -> FitConfig:
 
 
 def default_finetune_fit(parent: Potential | None = None) -> FitConfig:
-    """The parent's recorded fit options (batch size, schedule, EMA, loss weights) at a lower learning rate."""
+    """The parent's recorded fit options (batch size, schedule, EMA, loss weights), its learning rate
+    times :data:`FINETUNE_LR_FACTOR` (1: the warm-up and replay, not a lower rate, protect the parent)."""
     base = recorded_fit(parent)
     return FitConfig(**{**base.to_dict(), "lr": base.lr * FINETUNE_LR_FACTOR})
 

@@ -12,6 +12,7 @@ from gdlphys import keys
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
 from gdlphys.train.config import FitConfig
+from gdlphys.train.finetune_report import dataset_errors
 from gdlphys.train.replay import REPLAY_MARK
 from gdlphys.train.system import PotentialTask
 
@@ -149,6 +150,7 @@ class FinetuneTask(PotentialTask):
                 self.register_buffer(_buffer_name("old", name), old, persistent=False)
                 self.old_trainable.append(name)
         self._before_step: dict[str, torch.Tensor] = {}
+        self._factor = self.old_lr_factor  # this step's, fixed before the step (global_step moves during it)
 
         self.anchored: list[str] = []
         if self.anchor_weight > 0:
@@ -221,8 +223,6 @@ class FinetuneTask(PotentialTask):
         """Measure the original domain and adapt ``replay_weight``; returns the relative rise."""
         if self.max_forgetting is None or self.forgetting_monitor is None:
             return None
-        from gdlphys.train.finetune_report import dataset_errors
-
         frames, parent_mae = self.forgetting_monitor
         rise = dataset_errors(self.inference_potential, frames)["forces_mae"] / parent_mae - 1.0
         if rise > self.max_forgetting:
@@ -263,7 +263,7 @@ class FinetuneTask(PotentialTask):
     @torch.no_grad()
     def slow_old_entries(self) -> None:
         """Scale this step of the old entries by :meth:`old_factor`."""
-        factor = getattr(self, "_factor", self.old_lr_factor)
+        factor = self._factor
         parameters = dict(self.potential.named_parameters())
         for name, before in self._before_step.items():
             old = getattr(self, _buffer_name("old", name))
