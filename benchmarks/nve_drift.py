@@ -22,7 +22,14 @@ from pathlib import Path
 import ase.io
 import torch
 
-from gdlphys.bench.md import TEMPERATURE_K, TIMESTEP_FS, drift_table, initialise_velocities, nve_drift
+from gdlphys.bench.md import (
+    TEMPERATURE_K,
+    TIMESTEP_FS,
+    drift_plot,
+    drift_table,
+    initialise_velocities,
+    nve_drift,
+)
 from gdlphys.bench.peers import DEFAULT_PEER_PYTHON, PEER_SCRIPTS, thread_environment
 from gdlphys.calculator import GDLCalculator
 
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     table = drift_table({"drift": ours}, mace, steps, "trained by the accuracy benchmark (bench-results/work/accuracy)")
     report = {"table": table.to_dict(), "gdlphys": ours, "MACE": mace["drift"], "wall_s": time.perf_counter() - started}
     (args.out / "nve-drift.json").write_text(json.dumps(report, indent=1))
+    drift_plot(args.out / "nve-drift.png", ours, mace["drift"], steps)
     print(table.render())
     return 0
 

@@ -14,7 +14,13 @@ import pytest
 from gdlphys.bench import neighbours
 from gdlphys.bench.peers import DEFAULT_PEER_PYTHON, PEER_SCRIPTS
 from gdlphys.bench.report import Table, bar_panels, line_panels, write_report
-from gdlphys.bench.systems import aspirin_molecule, aspirin_split, export_extxyz, molecule_box, random_atoms
+from gdlphys.bench.systems import (
+    aspirin_molecule,
+    aspirin_split,
+    export_extxyz,
+    molecule_box,
+    random_atoms,
+)
 from gdlphys.cli import main
 
 needs_peers = pytest.mark.skipif(not DEFAULT_PEER_PYTHON.is_file(), reason="no peer venv (make bench-env)")
@@ -134,3 +140,27 @@ def test_peer_neighbour_lists_agree_with_gdlphys(tmp_path):
     rows = neighbours.measure_gdlphys(structures, max_seconds=10.0, repeats=1) + peer_rows
     assert {r["code"] for r in peer_rows} == {"ase", "vesin", "matscipy"}
     neighbours.check_pair_counts(rows)  # every code finds the same pairs
+
+
+def test_nve_drift_reports_a_fitted_drift_and_a_trace(tmp_path):
+    from ase.calculators.emt import EMT
+    from ase.cluster import Icosahedron
+
+    from gdlphys.bench.md import (
+        TRACE_POINTS,
+        drift_plot,
+        initialise_velocities,
+        nve_drift,
+    )
+
+    atoms = Icosahedron("Cu", 2)
+    atoms.calc = EMT()
+    initialise_velocities(atoms, 300.0, 0)
+    result = nve_drift(atoms, 1.0, 300)
+    assert result["finite"] and result["steps"] == 300
+    assert len(result["trace_ps"]) == len(result["trace_mev_per_atom"]) <= TRACE_POINTS + 1
+    assert result["trace_mev_per_atom"][0] == 0.0 and result["trace_ps"][-1] == pytest.approx(0.3, abs=0.01)
+    # EMT is smooth: 0.3 ps of Verlet at 1 fs keeps the total energy; the fitted drift is
+    # a smaller number than the largest excursion it averages over
+    assert abs(result["fitted_drift_mev_per_atom"]) < max(1.0, result["max_deviation_mev_per_atom"])
+    assert drift_plot(tmp_path / "drift.png", result, result, 300).is_file()

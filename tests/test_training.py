@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,24 @@ def test_stage_two_raises_the_energy_weight_and_lowers_the_lr_late(small_set, co
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.001)
     captured = capsys.readouterr()
     assert "stage two from epoch 2" in captured.out + captured.err
+
+
+def test_cosine_schedule_follows_the_budget_down_to_min_lr(small_set, config, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--train", str(small_set), "--config", str(config), "--quiet", "true", "-o", str(run)]
+    options = ["--fit.lr_schedule", "cosine", "--fit.min_lr", "1e-4", "--fit.stage_two_fraction", "0.5", "--fit.stage_two_lr_factor", "0.1"]
+    assert main(args + options + ["--max-epochs", "4"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    # 24 training frames, batches of 4: six steps an epoch; the last step of epoch 4 sets
+    # the LR at 23/24 of the budget, and stage two leaves the cosine alone.
+    expected = 1e-4 + 0.5 * (0.01 - 1e-4) * (1 + math.cos(math.pi * 23 / 24))
+    assert ckpt["gdlphys_stage"] == 2
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(expected, rel=1e-9)
+    assert not ckpt.get("lr_schedulers")  # no plateau schedule stepping on top
+
+
+def test_unknown_lr_schedule_is_refused():
+    from gdlphys.train.config import FitConfig
+
+    with pytest.raises(ValueError, match="lr_schedule"):
+        FitConfig(lr_schedule="linear-warmup")

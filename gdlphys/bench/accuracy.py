@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gdlphys.bench.options import BenchOptions
-from gdlphys.bench.peers import PeerError, run_peer, thread_environment
+from gdlphys.bench.peers import PeerError, PeerRun, run_peer, thread_environment
 from gdlphys.bench.report import Table, bar_panels, write_report
 from gdlphys.bench.systems import Split, aspirin_split, export_extxyz, subset_split
 
@@ -62,19 +62,32 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     _log(f"{counts['train']} training, {counts['valid']} validation, {counts['test']} test frames; "
          f"budget {budget_s / 60:.2f} min per code, {options.threads} thread(s), {options.device}")
 
-    _log(f"training gdlphys (gdlphys train, default configuration) for {budget_s / 60:.2f} min ...")
-    ours = train_gdlphys(split, work / "gdlphys", budget_s, options)
-    ours["test"] = evaluate_gdlphys(ours["potential"], split.test, options)
-
-    _log(f"training MACE (mace_run_train, 32x0e+32x1o, max_ell 3, correlation 3, EMA, stage two) for {budget_s / 60:.2f} min ...")
     mace_dir = work / "mace"
     shutil.rmtree(mace_dir, ignore_errors=True)
-    peer = run_peer(
-        peer_python, "mace_train.py",
-        ["--train", str(xyz["train"]), "--valid", str(xyz["valid"]), "--work-dir", str(mace_dir),
-         "--budget-s", str(budget_s), "--device", options.device, "--seed", str(options.seed)],
-        work / "mace-train.json", work / "mace-train.log", options.threads, "MACE training",
-    )
+    mace_what = f"MACE (mace_run_train, 32x0e+32x1o, max_ell 3, correlation 3, EMA, stage two) for {budget_s / 60:.2f} min"
+    mace_arguments = ["--train", str(xyz["train"]), "--valid", str(xyz["valid"]), "--work-dir", str(mace_dir),
+                      "--budget-s", str(budget_s), "--device", options.device, "--seed", str(options.seed)]
+
+    def start_mace() -> PeerRun:
+        return PeerRun(peer_python, "mace_train.py", mace_arguments, work / "mace-train.json", work / "mace-train.log",
+                       options.threads, "MACE training")
+
+    mace = None
+    if options.parallel:
+        _log(f"training {mace_what}, in the background ...")
+        mace = start_mace()
+    try:
+        _log(f"training gdlphys (gdlphys train, default configuration) for {budget_s / 60:.2f} min ...")
+        ours = train_gdlphys(split, work / "gdlphys", budget_s, options)
+    except BaseException:
+        if mace is not None:
+            mace.stop()
+        raise
+    if mace is None:
+        _log(f"training {mace_what} ...")
+        mace = start_mace()
+    peer = mace.finish()
+    ours["test"] = evaluate_gdlphys(ours["potential"], split.test, options)
     peer["test"] = run_peer(
         peer_python, "mace_eval.py", ["--model", peer["model"], "--data", str(xyz["test"]), "--device", options.device],
         work / "mace-eval.json", work / "mace-eval.log", options.threads, "MACE evaluation",
@@ -82,7 +95,7 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     if peer["test"]["n_frames"] != ours["test"]["n_frames"]:
         raise PeerError(f"test sets differ: gdlphys {ours['test']['n_frames']} frames, MACE {peer['test']['n_frames']}")
 
-    table = accuracy_table(ours, peer, budget_s, counts)
+    table = accuracy_table(ours, peer, budget_s, counts, options.parallel)
     panels = [
         ("energy MAE (meV/atom)", {"gdlphys": 1000 * ours["test"]["energy_per_atom_mae"], "MACE": 1000 * peer["test"]["energy_per_atom_mae"]}),
         ("force MAE (meV/Å)", {"gdlphys": 1000 * ours["test"]["forces_mae"], "MACE": 1000 * peer["test"]["forces_mae"]}),
@@ -106,7 +119,7 @@ def _gdlphys_defaults() -> str:
     return ", ".join(parts)
 
 
-def accuracy_table(ours: dict, peer: dict, budget_s: float, counts: dict) -> Table:
+def accuracy_table(ours: dict, peer: dict, budget_s: float, counts: dict, parallel: bool = False) -> Table:
     table = Table(
         f"accuracy: aspirin GFN2-xTB, {counts['train']} train / {counts['valid']} valid / {counts['test']} test frames, "
         f"{budget_s / 60:.3g} min of training each",
@@ -119,6 +132,8 @@ def accuracy_table(ours: dict, peer: dict, budget_s: float, counts: dict) -> Tab
     table.add("test force RMSE", "meV/Å", {"gdlphys": 1000 * a["forces_rmse"], "MACE": 1000 * b["forces_rmse"]})
     table.add("epochs trained", "", {"gdlphys": ours["epochs"], "MACE": peer["epochs"]}, better="")
     table.add("training process", "s", {"gdlphys": ours["process_s"], "MACE": peer["process_s"]}, better="")
+    if parallel:
+        table.notes.append("both codes trained at the same time (--parallel), one process each")
     table.notes += [
         f"gdlphys: `gdlphys train` defaults ({_gdlphys_defaults()}), stopped by Lightning's max_time",
         (

@@ -19,7 +19,7 @@ from ase import Atoms, units
 
 from gdlphys.bench.options import BenchOptions
 from gdlphys.bench.peers import run_peer
-from gdlphys.bench.report import Table, line_panels, write_report
+from gdlphys.bench.report import Table, line_panels, trace_plot, write_report
 from gdlphys.bench.systems import (
     aspirin_molecule,
     aspirin_split,
@@ -31,6 +31,7 @@ from gdlphys.bench.systems import (
 GRIDS = [(1, 1, 1), (2, 2, 2), (4, 4, 6)]  # aspirin copies: 21, 168 and 2016 atoms
 TIMESTEP_FS = 0.5
 TEMPERATURE_K = 300.0
+TRACE_POINTS = 2000  # samples of E(t) kept for the drift plot
 FULL = {"grids": GRIDS, "min_seconds": 10.0, "max_steps": 100000, "warmup": 1}
 QUICK = {"grids": GRIDS[:2], "min_seconds": 0.5, "max_steps": 100, "warmup": 1}
 
@@ -74,14 +75,21 @@ def nve_drift(atoms: Atoms, timestep_fs: float, steps: int) -> dict:
     dyn.run(steps)
     seconds = time.perf_counter() - start
     e, n = np.asarray(energies), len(atoms)
+    t = np.arange(len(e)) * timestep_fs / 1000.0  # ps
+    every = max(1, len(e) // TRACE_POINTS)
     return {
         "steps": steps,
         "time_ps": steps * timestep_fs / 1000.0,
         "drift_mev_per_atom": 1000.0 * float(e[-1] - e[0]) / n,
+        # slope of a least-squares line through E(t), times the run's length: the systematic part
+        # of the change, where the end-minus-start difference also holds the last step's oscillation
+        "fitted_drift_mev_per_atom": 1000.0 * float(np.polyfit(t, e, 1)[0] * t[-1]) / n,
         "max_deviation_mev_per_atom": 1000.0 * float(np.max(np.abs(e - e[0]))) / n,
         "energy_std_mev_per_atom": 1000.0 * float(np.std(e)) / n,
         "finite": bool(np.all(np.isfinite(e))),
         "steps_per_second": steps / seconds,
+        "trace_ps": t[::every].tolist(),  # E(t) - E(0), meV/atom, for the plot
+        "trace_mev_per_atom": (1000.0 * (e[::every] - e[0]) / n).tolist(),
     }
 
 
@@ -170,6 +178,7 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     tables = [speed_table(ours, peer, origin, options)]
     if drift_steps:
         tables.append(drift_table(ours, peer, drift_steps, origin))
+        drift_plot(options.out / "nve-drift.png", ours["drift"], peer["drift"], drift_steps)
     series = {
         "gdlphys": [(s["n_atoms"], s["steps_per_second"]) for s in ours["speed"]],
         "MACE": [(s["n_atoms"], s["steps_per_second"]) for s in peer["speed"]],
@@ -232,9 +241,20 @@ def speed_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> T
     return table
 
 
+def drift_plot(path: Path, ours: dict, peer: dict, steps: int) -> Path | None:
+    """E(t) - E(0) of both codes' NVE runs on one axis (when both kept their traces)."""
+    if "trace_ps" not in ours or "trace_ps" not in peer:
+        return None
+    traces = {"gdlphys": (ours["trace_ps"], ours["trace_mev_per_atom"]), "MACE": (peer["trace_ps"], peer["trace_mev_per_atom"])}
+    title = f"NVE, aspirin, {steps} steps of {TIMESTEP_FS} fs from {TEMPERATURE_K:.0f} K, float32: total energy"
+    return trace_plot(path, title, "E(t) - E(0) (meV/atom)", traces)
+
+
 def drift_table(ours: dict, peer: dict, steps: int, origin: str) -> Table:
     a, b = ours["drift"], peer["drift"]
     table = Table(f"NVE energy drift: aspirin, {steps} steps of {TIMESTEP_FS} fs ({steps * TIMESTEP_FS / 1000:g} ps) from {TEMPERATURE_K:.0f} K, float32", ["gdlphys", "MACE"])
+    if "fitted_drift_mev_per_atom" in a and "fitted_drift_mev_per_atom" in b:
+        table.add("|drift|, least-squares line", "meV/atom", {"gdlphys": abs(a["fitted_drift_mev_per_atom"]), "MACE": abs(b["fitted_drift_mev_per_atom"])})
     table.add("|drift| start -> end", "meV/atom", {"gdlphys": abs(a["drift_mev_per_atom"]), "MACE": abs(b["drift_mev_per_atom"])})
     table.add("max |E(t) - E(0)|", "meV/atom", {"gdlphys": a["max_deviation_mev_per_atom"], "MACE": b["max_deviation_mev_per_atom"]})
     table.add("energy std", "meV/atom", {"gdlphys": a["energy_std_mev_per_atom"], "MACE": b["energy_std_mev_per_atom"]})

@@ -23,6 +23,8 @@ class BenchOptions:
         compile: md: also time gdlphys through ``torch.compile`` (GDLCalculator(compile=True));
             None: yes, except with ``quick`` (compiling from an empty cache takes minutes).
         seed: seeds data splits, weights and velocities.
+        parallel: accuracy: train the two codes at the same time, each with ``threads`` threads
+            (on a machine with at least twice that many free cores: half the wall time).
     """
 
     out: Path = Path("bench-results")
@@ -34,6 +36,7 @@ class BenchOptions:
     drift_ps: float = 0.0
     seed: int = 0
     compile: bool | None = None
+    parallel: bool = False
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -45,6 +45,44 @@ def find_peer_python(peer_python: str | Path | None) -> Path:
     return python
 
 
+class PeerRun:
+    """A peer script running in the background; ``finish()`` waits for it and returns its JSON."""
+
+    def __init__(self, python: Path, script: str, arguments: list[str], result: Path, log: Path, threads: int, what: str) -> None:
+        result.unlink(missing_ok=True)
+        self.result, self.log, self.what = result, log, what
+        command = [str(python), str(PEER_SCRIPTS / script), *arguments, "--result", str(result)]
+        env = thread_environment(threads)
+        env["PYTHONWARNINGS"] = "ignore"  # e3nn and torch warn at import; the log keeps what matters
+        self.start = time.perf_counter()
+        self._handle = open(log, "w")  # noqa: SIM115 - open while the child runs
+        self._handle.write("$ " + " ".join(command) + "\n")
+        self._handle.flush()
+        self.process = subprocess.Popen(command, stdout=self._handle, stderr=sys.stderr, env=env)
+
+    def finish(self, timeout_s: float | None = None) -> dict:
+        try:
+            returncode = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise PeerError(f"{self.what} did not finish within {timeout_s:.0f} s; see {self.log}") from None
+        finally:
+            self._handle.close()
+        if returncode != 0 or not self.result.is_file():
+            raise PeerError(f"{self.what} failed (exit status {returncode}); see {self.log}")
+        answer = json.loads(self.result.read_text())
+        answer.setdefault("wall_s", time.perf_counter() - self.start)
+        return answer
+
+    def stop(self) -> None:
+        """Kill it (our side failed: nothing is left running)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._handle.close()
+
+
 def run_peer(
     python: Path, script: str, arguments: list[str], result: Path, log: Path, threads: int, what: str,
     timeout_s: float | None = None,
@@ -54,20 +92,4 @@ def run_peer(
     Its stdout (MACE's own logging) goes to ``log``; its stderr (short progress lines)
     comes through to ours.
     """
-    result.unlink(missing_ok=True)
-    command = [str(python), str(PEER_SCRIPTS / script), *arguments, "--result", str(result)]
-    env = thread_environment(threads)
-    env["PYTHONWARNINGS"] = "ignore"  # e3nn and torch warn at import; the log keeps what matters
-    start = time.perf_counter()
-    with open(log, "w") as handle:
-        handle.write("$ " + " ".join(command) + "\n")
-        handle.flush()
-        try:
-            process = subprocess.run(command, check=False, stdout=handle, stderr=sys.stderr, env=env, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise PeerError(f"{what} did not finish within {timeout_s:.0f} s; see {log}") from None
-    if process.returncode != 0 or not result.is_file():
-        raise PeerError(f"{what} failed (exit status {process.returncode}); see {log}")
-    answer = json.loads(result.read_text())
-    answer.setdefault("wall_s", time.perf_counter() - start)
-    return answer
+    return PeerRun(python, script, arguments, result, log, threads, what).finish(timeout_s)

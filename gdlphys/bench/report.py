@@ -196,3 +196,19 @@ def line_panels(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def trace_plot(path: Path, title: str, ylabel: str, traces: dict[str, tuple[list[float], list[float]]]) -> Path:
+    """Linear lines of y(t) per code, e.g. the total energy along NVE: {code: (t, y)}."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    for code, (xs, ys) in traces.items():
+        ax.plot(xs, ys, lw=0.6, label=code, color=COLOURS.get(code))
+    ax.axhline(0.0, color="black", lw=0.5)
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

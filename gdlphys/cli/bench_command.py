@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--drift-ps", type=float, default=0.0, help="md: also compare NVE energy drift over this many ps (default 0: no)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="md: also time gdlphys through torch.compile, compile time reported apart (default: yes, not with --quick)")
+    p.add_argument("--parallel", action="store_true",
+                   help="accuracy: train both codes at the same time, --threads each (needs 2x --threads free cores)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_bench)
 
@@ -44,7 +46,7 @@ def run_bench(args) -> int:
     options = BenchOptions(
         out=Path(args.out), budget_min=args.budget_min, quick=args.quick,
         peer_python=Path(args.peer_python) if args.peer_python else None, threads=args.threads,
-        device=args.device, drift_ps=args.drift_ps, seed=args.seed, compile=args.compile,
+        device=args.device, drift_ps=args.drift_ps, seed=args.seed, compile=args.compile, parallel=args.parallel,
     )
     set_threads(args.threads, 0)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+LR_SCHEDULES = ("plateau", "cosine")
+
 
 @dataclass
 class FitConfig:
@@ -22,16 +24,22 @@ class FitConfig:
         batch_size: training structures per step.
         valid_batch_size: validation structures per step.
         valid_fraction: held out for validation when no validation file is given.
+        lr_schedule: "plateau": the LR drops by ``lr_factor`` after ``lr_patience`` epochs without
+            validation improvement. "cosine": the LR follows half a cosine from ``lr`` down to
+            ``min_lr`` over the run's budget (wall-clock ``max_time`` or ``max_epochs``, whichever
+            runs out first), set before every step; a run with a known budget ends at a low LR
+            instead of wherever the plateau test left it.
         lr_factor: factor of the LR-on-plateau schedule.
         lr_patience: epochs without validation improvement before the LR drops.
-        min_lr: the schedule stops lowering the LR here.
+        min_lr: the lowest LR of either schedule.
         grad_clip: gradient-norm clipping (0 disables).
         stage_two_fraction: share of the budget (time or epochs, whichever runs out first) at
             the end of training spent in a second stage, as MACE does: the energy weight is
             multiplied by ``stage_two_energy_factor`` and the learning rate by
             ``stage_two_lr_factor``. 0 disables it.
         stage_two_energy_factor: energy-weight multiplier of the second stage.
-        stage_two_lr_factor: learning-rate multiplier on entering the second stage.
+        stage_two_lr_factor: learning-rate multiplier on entering the second stage (plateau
+            schedule only: the cosine schedule is already low by then and goes on unchanged).
         seed: seeds the split, the initial weights and the shuffling.
         num_workers: DataLoader worker processes.
         dtype: precision the model is trained in ("float32" or "float64").
@@ -47,6 +55,7 @@ class FitConfig:
     batch_size: int = 8
     valid_batch_size: int = 32
     valid_fraction: float = 0.1
+    lr_schedule: str = "plateau"
     lr_factor: float = 0.5
     lr_patience: int = 4
     min_lr: float = 1e-5
@@ -65,6 +74,8 @@ class FitConfig:
             raise ValueError(f"fit.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.batch_size < 1 or self.valid_batch_size < 1:
             raise ValueError("fit.batch_size and fit.valid_batch_size must be >= 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"fit.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"fit.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not 0.0 <= self.stage_two_fraction < 1.0:

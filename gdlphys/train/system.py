@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
+from torchmetrics import (
+    MeanAbsoluteError,
+    MeanMetric,
+    MeanSquaredError,
+    MetricCollection,
+)
 
 from gdlphys import keys
 from gdlphys.models.potential import Potential
@@ -48,12 +55,15 @@ class PotentialTask(L.LightningModule):
     # --- the second stage: more energy weight, lower LR, over the last part of the budget -----------
     stage = 1
 
-    def budget_used(self) -> float:
-        """Share of the run's budget spent: the larger of elapsed/max_time and epoch/max_epochs."""
+    def budget_used(self, batch_idx: int = 0) -> float:
+        """Share of the run's budget spent: the larger of elapsed/max_time and epoch/max_epochs
+        (counting the ``batch_idx`` batches of this epoch already done)."""
         trainer = self.trainer
         used = 0.0
         if trainer.max_epochs is not None and trainer.max_epochs > 0:
-            used = trainer.current_epoch / trainer.max_epochs
+            batches = trainer.num_training_batches
+            within = batch_idx / batches if isinstance(batches, int) and batches > 0 else 0.0
+            used = (trainer.current_epoch + within) / trainer.max_epochs
         for callback in trainer.callbacks:
             if isinstance(callback, Timer) and callback._duration:
                 used = max(used, callback.time_elapsed("train") / callback._duration)
@@ -62,12 +72,27 @@ class PotentialTask(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         if self.stage == 1 and self.fit.stage_two_fraction > 0 and self.budget_used() >= 1.0 - self.fit.stage_two_fraction:
             self.stage = 2
+            lr_note = ""
+            if self.fit.lr_schedule == "plateau":
+                for optimizer in self.trainer.optimizers:
+                    for group in optimizer.param_groups:
+                        group["lr"] = max(group["lr"] * self.fit.stage_two_lr_factor, self.fit.min_lr)
+                for config in self.trainer.lr_scheduler_configs:  # a fresh plateau count for the new stage
+                    config.scheduler.num_bad_epochs = 0
+                lr_note = f", learning rate x{self.fit.stage_two_lr_factor:g}"
+            self.print(f"gdlphys: stage two from epoch {self.current_epoch}: energy weight x{self.fit.stage_two_energy_factor:g}{lr_note}")
+
+    def scheduled_lr(self, used: float) -> float:
+        """The cosine schedule's LR after ``used`` (0..1) of the budget."""
+        used = min(max(used, 0.0), 1.0)
+        return self.fit.min_lr + 0.5 * (self.fit.lr - self.fit.min_lr) * (1.0 + math.cos(math.pi * used))
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.fit.lr_schedule == "cosine":
+            lr = self.scheduled_lr(self.budget_used(batch_idx))
             for optimizer in self.trainer.optimizers:
                 for group in optimizer.param_groups:
-                    group["lr"] = max(group["lr"] * self.fit.stage_two_lr_factor, self.fit.min_lr)
-            for config in self.trainer.lr_scheduler_configs:  # a fresh plateau count for the new stage
-                config.scheduler.num_bad_epochs = 0
-            self.print(f"gdlphys: stage two from epoch {self.current_epoch}: energy weight x{self.fit.stage_two_energy_factor:g}, learning rate x{self.fit.stage_two_lr_factor:g}")
+                    group["lr"] = lr
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gdlphys_stage"] = self.stage
@@ -131,7 +156,7 @@ class PotentialTask(L.LightningModule):
         val_loss = self.val_loss.compute()
         self.val_loss.reset()
         self.log("val/loss", val_loss, prog_bar=True)
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+        if self.fit.lr_schedule == "plateau" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             # Stepped here, not after the epoch as Lightning would: the checkpoint written at the end
             # of validation then holds the schedule of the next epoch, and a resumed run follows it.
             self.lr_schedulers().step(float(val_loss))
@@ -147,6 +172,8 @@ class PotentialTask(L.LightningModule):
     def configure_optimizers(self):
         trainable = [p for p in self.potential.parameters() if p.requires_grad]  # frozen layers stay bit-identical
         optimizer = torch.optim.AdamW(trainable, lr=self.fit.lr, weight_decay=self.fit.weight_decay, amsgrad=True)
+        if self.fit.lr_schedule == "cosine":  # set before each step in on_train_batch_start
+            return optimizer
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=self.fit.lr_factor, patience=self.fit.lr_patience, min_lr=self.fit.min_lr
         )
