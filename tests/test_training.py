@@ -139,3 +139,20 @@ def test_unknown_lr_schedule_is_refused():
 
     with pytest.raises(ValueError, match="lr_schedule"):
         FitConfig(lr_schedule="linear-warmup")
+
+
+def test_ema_warmup_follows_the_weights_early_then_decays_at_the_set_rate():
+    from gdlphys.train.system import ema_average_fn
+
+    for warmup, first in ((True, 1.0 - 2.0 / 11.0), (False, 0.01)):
+        average = ema_average_fn(0.99, warmup)
+        ema, model = [torch.zeros(3)], [torch.ones(3)]
+        average(ema, model, torch.tensor(1))  # the step after the copy: decay (1 + 1) / (10 + 1) with warm-up
+        assert float(ema[0][0]) == pytest.approx(first)
+    average = ema_average_fn(0.99, True)
+    ema = [torch.zeros(3)]
+    average(ema, [torch.ones(3)], torch.tensor(10_000))  # long after: the set decay
+    assert float(ema[0][0]) == pytest.approx(0.01)
+    lookup = [torch.tensor([-1, 0, 1])]
+    average(lookup, [torch.tensor([-1, 0, 1])], torch.tensor(5))
+    assert lookup[0].tolist() == [-1, 0, 1]

@@ -21,6 +21,9 @@ class FitConfig:
             dipole head and the data dipole labels.
         ema_decay: decay of the exponential moving average of the weights (0 disables EMA);
             validation, checkpoints' best model and the exported potential use the average.
+        ema_warmup: the EMA's decay starts low and grows to ``ema_decay`` as (1 + n) / (10 + n)
+            after n steps (as torch_ema, which MACE uses): the average leaves the random
+            initial weights behind within tens of steps, not hundreds.
         batch_size: training structures per step.
         valid_batch_size: validation structures per step.
         valid_fraction: held out for validation when no validation file is given.
@@ -52,6 +55,7 @@ class FitConfig:
     stress_weight: float = 0.0
     dipole_weight: float = 1.0
     ema_decay: float = 0.99
+    ema_warmup: bool = True
     batch_size: int = 8
     valid_batch_size: int = 32
     valid_fraction: float = 0.1

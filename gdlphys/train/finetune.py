@@ -143,10 +143,14 @@ def recorded_fit(potential: Potential | None) -> FitConfig:
 
 
 def default_finetune_fit(parent: Potential | None = None) -> FitConfig:
-    """The parent's recorded fit options (batch size, schedule, EMA, loss weights), its learning rate
-    times :data:`FINETUNE_LR_FACTOR` (1: the warm-up and replay, not a lower rate, protect the parent)."""
+    """The parent's recorded fit options (batch size, EMA, loss weights), its learning rate times
+    :data:`FINETUNE_LR_FACTOR` (1: the warm-up and replay, not a lower rate, protect the parent).
+
+    Two options are fine-tuning's own, whatever the parent used: the plateau LR schedule, and an
+    EMA without warm-up, whose average starts at the parent's weights and stays near them while
+    the new element's first large steps go by (both as measured for the fine-tuning defaults)."""
     base = recorded_fit(parent)
-    return FitConfig(**{**base.to_dict(), "lr": base.lr * FINETUNE_LR_FACTOR})
+    return FitConfig(**{**base.to_dict(), "lr": base.lr * FINETUNE_LR_FACTOR, "lr_schedule": "plateau", "ema_warmup": False})
 
 
 @dataclass

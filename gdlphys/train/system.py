@@ -7,7 +7,7 @@ import math
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torchmetrics import (
     MeanAbsoluteError,
     MeanMetric,
@@ -18,6 +18,23 @@ from torchmetrics import (
 from gdlphys import keys
 from gdlphys.models.potential import Potential
 from gdlphys.train.config import FitConfig
+
+
+def ema_average_fn(decay: float, warmup: bool):
+    """AveragedModel's multi_avg_fn: an EMA of ``decay``, with the decay warmed up as torch_ema does."""
+
+    @torch.no_grad()
+    def average(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        if not (torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])):
+            torch._foreach_copy_(averaged, current)  # integer buffers (e.g. lookups) are not averaged
+            return
+        d = decay
+        if warmup:
+            n = float(num_averaged)
+            d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
+
+    return average
 
 
 def _error_metrics() -> MetricCollection:
@@ -33,7 +50,7 @@ class PotentialTask(L.LightningModule):
         self.fit = fit
         # EMA of the weights: smoother validation curves and a better final model for little cost.
         self.ema = (
-            AveragedModel(potential, multi_avg_fn=get_ema_multi_avg_fn(fit.ema_decay), use_buffers=True)
+            AveragedModel(potential, multi_avg_fn=ema_average_fn(fit.ema_decay, fit.ema_warmup), use_buffers=True)
             if fit.ema_decay > 0
             else None
         )
