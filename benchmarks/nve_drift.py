@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="the bench output folder")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="gdlphys through torch.compile (the same model, faster steps)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     accuracy, md = args.out / "work" / "accuracy", args.out / "work" / "md"
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     peer = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=thread_environment(1))
     print(f"NVE {args.ps:g} ps ({steps} steps of {TIMESTEP_FS} fs), gdlphys here and MACE in pid {peer.pid} ...", file=sys.stderr)
     atoms = ase.io.read(structure)
-    atoms.calc = GDLCalculator(str(ours_model), dtype="float32")
+    atoms.calc = GDLCalculator(str(ours_model), dtype="float32", compile=args.compile)
     initialise_velocities(atoms, TEMPERATURE_K, args.seed)
     ours = nve_drift(atoms, TIMESTEP_FS, steps)
     print(f"gdlphys done after {time.perf_counter() - started:.0f} s: {ours}", file=sys.stderr)

@@ -156,3 +156,18 @@ def test_ema_warmup_follows_the_weights_early_then_decays_at_the_set_rate():
     lookup = [torch.tensor([-1, 0, 1])]
     average(lookup, [torch.tensor([-1, 0, 1])], torch.tensor(5))
     assert lookup[0].tolist() == [-1, 0, 1]
+
+
+def test_default_batch_holds_about_48_atoms_and_the_potential_records_it(small_set, config, tmp_path):
+    from gdlphys.train.config import FitConfig
+
+    assert FitConfig().batch_size is None
+    assert FitConfig().resolved_batch_size(21) == 2  # aspirin
+    assert FitConfig().resolved_batch_size(9) == 5  # ethanol
+    assert FitConfig().resolved_batch_size(500) == 1
+    assert FitConfig(batch_size=7).resolved_batch_size(9) == 7
+    run = tmp_path / "run"
+    tiny = config.read_text().replace("batch_size: 4, ", "")
+    (tmp_path / "tiny.yaml").write_text(tiny)
+    assert main(["train", "--train", str(small_set), "--config", str(tmp_path / "tiny.yaml"), "--max-epochs", "1", "--quiet", "true", "-o", str(run)]) == 0
+    assert torch.load(run / "potential.pt", weights_only=True)["metadata"]["fit"]["batch_size"] == 5  # ethanol frames

@@ -78,7 +78,8 @@ def run(argv: list[str]) -> int:
     for data_file in filter(None, (cfg.train, cfg.valid)):
         FrameReader(data_file).close()  # a missing or broken data file fails before the RUN_DIR is made
     with FrameReader(cfg.train) as reader:
-        set_threads(cfg.threads, float(reader.num_atoms.mean()) * fit.batch_size)
+        mean_atoms = float(reader.num_atoms.mean())
+        set_threads(cfg.threads, mean_atoms * fit.resolved_batch_size(mean_atoms))
     run_dir = Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / "config.yaml") as tmp:

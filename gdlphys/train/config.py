@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 LR_SCHEDULES = ("plateau", "cosine")
+ATOMS_PER_BATCH = 48  # the default batch holds about this many atoms (see FitConfig.batch_size)
 
 
 @dataclass
@@ -24,7 +25,12 @@ class FitConfig:
         ema_warmup: the EMA's decay starts low and grows to ``ema_decay`` as (1 + n) / (10 + n)
             after n steps (as torch_ema, which MACE uses): the average leaves the random
             initial weights behind within tens of steps, not hundreds.
-        batch_size: training structures per step.
+        batch_size: training structures per step; None (the default) picks about
+            :data:`ATOMS_PER_BATCH` atoms a step from the training frames' mean size (2 aspirins,
+            5 ethanols), at least 1. Measured on aspirin, 15 min on one core: more, smaller
+            steps beat fewer large ones (test force MAE 61 meV/Å at 2 frames a step, 66 at 4,
+            72 at 8); a step's cost on the CPU grows with its atoms, so the count of atoms is
+            what to hold fixed.
         valid_batch_size: validation structures per step.
         valid_fraction: held out for validation when no validation file is given.
         lr_schedule: "plateau": the LR drops by ``lr_factor`` after ``lr_patience`` epochs without
@@ -56,7 +62,7 @@ class FitConfig:
     dipole_weight: float = 1.0
     ema_decay: float = 0.99
     ema_warmup: bool = True
-    batch_size: int = 8
+    batch_size: int | None = None
     valid_batch_size: int = 32
     valid_fraction: float = 0.1
     lr_schedule: str = "plateau"
@@ -76,7 +82,7 @@ class FitConfig:
             raise ValueError(f"fit.lr must be positive, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"fit.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.batch_size < 1 or self.valid_batch_size < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.valid_batch_size < 1:
             raise ValueError("fit.batch_size and fit.valid_batch_size must be >= 1")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"fit.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
@@ -88,6 +94,12 @@ class FitConfig:
             raise ValueError("fit.stage_two_energy_factor and fit.stage_two_lr_factor must be positive")
         if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+
+    def resolved_batch_size(self, mean_atoms: float) -> int:
+        """``batch_size``, or for None the frames per step that hold about ATOMS_PER_BATCH atoms."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, round(ATOMS_PER_BATCH / max(float(mean_atoms), 1.0)))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 FINETUNE_LR_FACTOR = 1.0  # default learning rate: this times the parent's; its own weights step old_lr_factor times that
+FINETUNE_BATCH_SIZE = 8  # frames per step where the parent records none (the size the defaults were measured with)
 FORGETTING_MONITOR_FRAMES = 32  # original-domain frames measured after each validation (max_forgetting)
 REFIT_REPLAY_FRAMES = 500  # replay frames that join the reference-energy refit (same level of theory)
 ANCHOR_KINDS = ("sensitivity", "uniform")
@@ -146,11 +147,15 @@ def default_finetune_fit(parent: Potential | None = None) -> FitConfig:
     """The parent's recorded fit options (batch size, EMA, loss weights), its learning rate times
     :data:`FINETUNE_LR_FACTOR` (1: the warm-up and replay, not a lower rate, protect the parent).
 
-    Two options are fine-tuning's own, whatever the parent used: the plateau LR schedule, and an
+    A parent that records no batch size fine-tunes with :data:`FINETUNE_BATCH_SIZE` (the size
+    the fine-tuning defaults were measured with). Two options are fine-tuning's own, whatever the parent used: the plateau LR schedule, and an
     EMA without warm-up, whose average starts at the parent's weights and stays near them while
     the new element's first large steps go by (both as measured for the fine-tuning defaults)."""
     base = recorded_fit(parent)
-    return FitConfig(**{**base.to_dict(), "lr": base.lr * FINETUNE_LR_FACTOR, "lr_schedule": "plateau", "ema_warmup": False})
+    return FitConfig(**{
+        **base.to_dict(), "lr": base.lr * FINETUNE_LR_FACTOR, "lr_schedule": "plateau", "ema_warmup": False,
+        "batch_size": base.batch_size or FINETUNE_BATCH_SIZE,
+    })
 
 
 @dataclass
@@ -268,6 +273,8 @@ def prepare_finetune(
     config = config or FinetuneConfig()
     parent = load_potential(potential) if not isinstance(potential, Potential) else potential
     fit = fit or default_finetune_fit(parent)
+    if fit.batch_size is None:
+        fit = replace(fit, batch_size=FINETUNE_BATCH_SIZE)
     dtype = getattr(torch, fit.dtype)
     parent_source = getattr(parent, "source", None)
     parent = copy.deepcopy(parent).to(dtype).eval()  # the caller's potential stays as it was

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,12 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from gdlphys.data.datamodule import FramesDataModule, file_sha256
+from gdlphys.data.hdf5 import FrameReader
 from gdlphys.io_utils import atomic_write
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.files import POTENTIAL_FILENAME, save_potential
 from gdlphys.models.potential import Potential
-from gdlphys.train.config import FitConfig
+from gdlphys.train.config import ATOMS_PER_BATCH, FitConfig
 from gdlphys.train.plots import plot_learning_curve
 from gdlphys.train.statistics import DatasetStatistics, compute_statistics
 from gdlphys.train.system import PotentialTask
@@ -151,6 +152,12 @@ def train_potential(
     run_dir = Path(output)
     run_dir.mkdir(parents=True, exist_ok=True)
     dtype = getattr(torch, fit.dtype)
+    if fit.batch_size is None:
+        with FrameReader(train) as reader:
+            mean_atoms = float(reader.num_atoms.mean())
+        fit = replace(fit, batch_size=fit.resolved_batch_size(mean_atoms))  # the potential records the number
+        if progress:
+            print(f"gdlphys train: batch size {fit.batch_size} (about {ATOMS_PER_BATCH} atoms a step; frames hold {mean_atoms:.3g} on average)", file=sys.stderr)
 
     data = FramesDataModule(
         train, valid, cutoff=model.cutoff, batch_size=fit.batch_size, valid_batch_size=fit.valid_batch_size,
