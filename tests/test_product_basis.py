@@ -98,9 +98,22 @@ def test_correlation_1_and_3_are_different_models():
     assert all(m.product.correlation == 1 for m in one.model if isinstance(m, ProductInteraction))
 
 
-def test_nequip_stays_the_default_and_builds_no_product_basis():
-    assert ModelConfig().interaction == "nequip"
-    assert not any(isinstance(m, ProductInteraction) for m in tiny_potential().model)
+def test_the_product_basis_is_the_default_and_nequip_builds_none():
+    assert ModelConfig().interaction == "mace"
+    assert any(isinstance(m, ProductInteraction) for m in tiny_potential().model)
+    assert not any(isinstance(m, ProductInteraction) for m in tiny_potential(interaction="nequip").model)
+
+
+def test_files_without_an_interaction_record_load_as_nequip(tmp_path):
+    potential = tiny_potential(interaction="nequip")
+    path = save_potential(potential, tmp_path / "old" / "potential.pt")
+    blob = torch.load(path, weights_only=True)
+    del blob["config"]["interaction"], blob["config"]["correlation"]  # as written before the option existed
+    torch.save(blob, path)
+    loaded = load_potential(path)
+    assert loaded.config.interaction == "nequip"
+    data = batch_of([random_molecule(5, seed=2)], potential.cutoff)
+    assert torch.equal(loaded(data)[keys.ENERGY], potential(data)[keys.ENERGY])
 
 
 def test_save_load_round_trip(tmp_path):

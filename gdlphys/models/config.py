@@ -49,7 +49,7 @@ class ModelConfig:
     parity: bool = False
     neighbor_norm: Literal["sqrt", "mean"] = "sqrt"
     dipole: bool = False
-    interaction: Literal["nequip", "mace"] = "nequip"
+    interaction: Literal["nequip", "mace"] = "mace"
     correlation: int = 3
 
     def __post_init__(self) -> None:
@@ -74,6 +74,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
+        """The config a potential file records. A record without ``interaction`` was written
+        before that option existed, when every block was NequIP's (the default is now "mace")."""
+        values = {"interaction": "nequip", **values}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

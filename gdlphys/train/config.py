@@ -54,7 +54,7 @@ class FitConfig:
         dtype: precision the model is trained in ("float32" or "float64").
     """
 
-    lr: float = 0.01
+    lr: float = 0.02
     weight_decay: float = 0.0
     energy_weight: float = 1.0
     forces_weight: float = 1.0
