@@ -108,10 +108,13 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
 
 def _gdlphys_defaults() -> str:
     from gdlphys.models.config import ModelConfig
-    from gdlphys.train.config import FitConfig
+    from gdlphys.train.config import ATOMS_PER_BATCH, FitConfig
 
     m, f = ModelConfig(), FitConfig()
-    parts = [f"{m.num_features} features, l_max {m.l_max}, {m.num_layers} layers, cutoff {m.cutoff:g} Å, {f.dtype}"]
+    block = f"product basis, correlation {m.correlation}" if m.interaction == "mace" else "NequIP gate"
+    batch = f"batch {f.batch_size}" if f.batch_size else f"batches of about {ATOMS_PER_BATCH} atoms"
+    parts = [f"{m.num_features} features, l_max {m.l_max}, {m.num_layers} layers ({block}), cutoff {m.cutoff:g} Å, {f.dtype}, "
+             f"lr {f.lr:g}, {batch}"]
     if f.ema_decay > 0:
         parts.append("EMA")
     if getattr(f, "stage_two_fraction", 0) > 0:

@@ -146,6 +146,9 @@ class SymmetricProduct(nn.Module):
         for k, (parent, last) in enumerate(zip(parents, lasts)):
             self.register_buffer(f"parent_{k + 2}", parent, persistent=False)
             self.register_buffer(f"last_{k + 2}", last, persistent=False)
+        # plain ints for forward: torch.compile cannot guard on e3nn's Irrep objects
+        self._in_blocks = [(sl.start, sl.stop, ir.dim) for sl, (_, ir) in zip(self.irreps_in.slices(), self.irreps_in)]
+        self._out_dims = [ir.dim for _, ir in self.irreps_out]
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.randn(num_species, n, self.channels) / math.sqrt(n)) for n in self.num_paths]
         )
@@ -161,8 +164,8 @@ class SymmetricProduct(nn.Module):
         # contiguous rows, several times faster (and its backward too) than indexing a last dim.
         n, c = features.shape[0], self.channels
         a = torch.cat(
-            [features[:, s].reshape(n, c, ir.dim).permute(2, 0, 1).reshape(ir.dim, n * c)
-             for s, (_, ir) in zip(self.irreps_in.slices(), self.irreps_in)]
+            [features[:, start:stop].reshape(n, c, dim).permute(2, 0, 1).reshape(dim, n * c)
+             for start, stop, dim in self._in_blocks]
         )
         monomials, power = [a], a
         for k in range(2, self.correlation + 1):
@@ -173,9 +176,9 @@ class SymmetricProduct(nn.Module):
         per_atom = torch.einsum("ns,spc->pnc", attrs, weights).reshape(-1, n * c)  # the element's weights
         out = self.summation @ (coupled * per_atom[self.path_of_column])  # [sum_ir ir.dim, n * c]
         blocks, start = [], 0
-        for _, ir in self.irreps_out:
-            blocks.append(out[start : start + ir.dim].reshape(ir.dim, n, c).permute(1, 2, 0).reshape(n, c * ir.dim))
-            start += ir.dim
+        for dim in self._out_dims:
+            blocks.append(out[start : start + dim].reshape(dim, n, c).permute(1, 2, 0).reshape(n, c * dim))
+            start += dim
         return torch.cat(blocks, dim=-1)
 
 
