@@ -80,7 +80,7 @@ def test_label_smiles_frames_match_tblite_and_report_failures(tmp_path: Path) ->
 def test_rerun_resumes_without_relabelling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     output = tmp_path / "mols.h5"
     calls: list[str] = []
-    real_run_md = label_module._run_md
+    real_run_md = label_module._sample_molecule
 
     def counting_run_md(smiles: str, **kwargs):
         calls.append(smiles)
@@ -88,7 +88,7 @@ def test_rerun_resumes_without_relabelling(tmp_path: Path, monkeypatch: pytest.M
             raise KeyboardInterrupt  # a kill after the first molecule
         return real_run_md(smiles, **kwargs)
 
-    monkeypatch.setattr(label_module, "_run_md", counting_run_md)
+    monkeypatch.setattr(label_module, "_sample_molecule", counting_run_md)
     with pytest.raises(KeyboardInterrupt):
         label_smiles(["O", "C"], output, **FAST)
     assert not output.exists()
@@ -101,7 +101,7 @@ def test_rerun_resumes_without_relabelling(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / "mols.h5.partial").exists()
 
     fresh = tmp_path / "fresh.h5"
-    monkeypatch.setattr(label_module, "_run_md", real_run_md)
+    monkeypatch.setattr(label_module, "_sample_molecule", real_run_md)
     label_smiles(["O", "C"], fresh, **FAST)
     for resumed, direct in zip(read_hdf5(output), read_hdf5(fresh)):  # same seeds, same frames
         assert np.allclose(resumed.positions, direct.positions, atol=1e-8)

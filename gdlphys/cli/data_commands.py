@@ -10,11 +10,23 @@ def register(sub) -> None:
     data = sub.add_parser("data", help="make and inspect HDF5 frame files")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    p = dsub.add_parser("label", help="SMILES -> RDKit conformer -> GFN2-xTB Langevin MD -> labelled frames")
-    p.add_argument("smiles", nargs="+", help="one or more SMILES strings")
+    p = dsub.add_parser(
+        "label", help="SMILES -> RDKit conformers -> GFN2-xTB MD or normal-mode sampling -> labelled frames",
+        description="Label molecules with GFN2-xTB (tblite): each molecule gets FRAMES frames per conformer, "
+        "sampling and temperature. A killed run resumes where it stopped (same arguments).",
+    )
+    p.add_argument("smiles", nargs="*", help="SMILES strings (or --file)")
+    p.add_argument("--file", help="a .smi file: one SMILES per line (first field); a bad line is reported and skipped")
     p.add_argument("-o", "--output", required=True, help="output HDF5 file")
-    p.add_argument("--frames", type=int, default=100, help="frames per molecule (default 100)")
-    p.add_argument("--temperature", type=float, default=500.0, help="Langevin temperature in K (default 500)")
+    p.add_argument("--frames", type=int, default=100, help="frames per conformer, sampling and temperature (default 100)")
+    p.add_argument("--temperature", default="500", help="temperature(s) in K, comma-separated: 300,600 (default 500)")
+    p.add_argument(
+        "--sampling", default="md",
+        help="md (Langevin MD: STRIDE+1 xTB calls a frame), normal-modes (harmonic displacements around the xTB "
+        "minimum: one call a frame after ~6N calls for the Hessian), or both: md,normal-modes (default md)",
+    )
+    p.add_argument("--conformers", type=int, default=1, help="RDKit conformers per molecule, each sampled (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="labelling processes, one thread each (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stride", type=int, default=10, help="MD steps between sampled frames (default 10)")
     p.add_argument("--timestep", type=float, default=0.5, help="MD time step in fs (default 0.5)")
@@ -40,16 +52,27 @@ def register(sub) -> None:
 
 
 def run_label(args) -> int:
-    from gdlphys.data.label import label_smiles
+    from gdlphys.data.label import label_smiles, read_smiles_file
 
+    smiles = list(args.smiles) + (read_smiles_file(args.file) if args.file else [])
+    if not smiles:
+        print("gdlphys: give SMILES strings or --file molecules.smi", file=sys.stderr)
+        return 2
+    try:
+        temperatures = [float(t) for t in args.temperature.split(",") if t.strip()]
+    except ValueError:
+        print(f"gdlphys: --temperature takes numbers in K, comma-separated, got {args.temperature!r}", file=sys.stderr)
+        return 2
     result = label_smiles(
-        args.smiles, args.output, frames=args.frames, temperature=args.temperature, seed=args.seed,
-        stride=args.stride, timestep_fs=args.timestep, progress=not args.quiet,
+        smiles, args.output, frames=args.frames, temperature=temperatures, seed=args.seed,
+        sampling=[s.strip() for s in args.sampling.split(",") if s.strip()], conformers=args.conformers,
+        workers=args.workers, stride=args.stride, timestep_fs=args.timestep, progress=not args.quiet,
     )
-    failures = getattr(result, "failures", None) or []
-    for smiles, reason in failures:
-        print(f"gdlphys: {smiles!r} not labelled: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    for failure in result.failures:
+        print(f"gdlphys: {failure.smiles!r} not labelled: {failure.reason}", file=sys.stderr)
+    cost = f", {result.calls_per_frame:.1f} xTB calls per frame" if result.calls_per_frame else ""
+    print(f"gdlphys: {result.n_frames} frames of {result.n_molecules} molecules in {args.output}{cost}", file=sys.stderr)
+    return 1 if result.failures else 0
 
 
 def run_convert(args) -> int:

@@ -1,14 +1,14 @@
-"""Label molecules with GFN2-xTB (tblite): SMILES -> conformer -> Langevin MD -> labelled frames.
+"""Label molecules with GFN2-xTB (tblite): SMILES -> conformers -> sampled geometries -> labelled frames.
 
-Per SMILES: an ETKDG conformer, Langevin MD at ``temperature`` on the tblite
-potential energy surface, and after equilibration one frame every ``stride``
-steps with energy, forces and dipole from the same tblite call that drove the MD.
+Per SMILES: ``conformers`` ETKDG conformers; from each, frames by every sampling asked for
+(:mod:`gdlphys.data.sampling`: Langevin MD, normal modes around the relaxed minimum) at every
+temperature, each frame labelled with energy, forces and dipole by a fresh tblite calculator.
 
-Resumable: each molecule's frames go to ``OUTPUT.partial/<key>.h5`` (written
-atomically), where ``key`` hashes the SMILES and every labelling argument. A
-rerun with the same arguments skips molecules whose partial file exists; the
-partials are merged into ``OUTPUT`` atomically and removed once every molecule
-succeeded (after failures they stay, so fixing the list and rerunning is cheap).
+Resumable: each molecule's frames go to ``OUTPUT.partial/<key>.h5`` (written atomically), where
+``key`` hashes the SMILES and every labelling argument. A rerun with the same arguments skips
+molecules whose partial file exists; the partials are merged into ``OUTPUT`` atomically and
+removed once every molecule succeeded (after failures they stay, so fixing the list and
+rerunning is cheap). ``workers`` > 1 labels molecules in that many processes of one thread each.
 """
 
 from __future__ import annotations
@@ -17,25 +17,26 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.calculator import Calculator
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.md.langevin import Langevin
-from ase.constraints import FixCom
-from ase.md import velocitydistribution
-from ase.md.velocitydistribution import Stationary, ZeroRotation
 
 from gdlphys.data.hdf5 import read_hdf5
 from gdlphys.data.hdf5_writer import FrameWriter
+from gdlphys.data.sampling import SAMPLINGS, MDSampling, NormalModeSampling, labelled_copy
 from gdlphys.molecules import smiles_to_atoms
 
-__all__ = ["LabelFailure", "LabelResult", "label_atoms", "label_smiles", "tblite_calculator", "tblite_version"]
+__all__ = [
+    "LabelFailure", "LabelResult", "label_atoms", "label_smiles", "read_smiles_file", "tblite_calculator", "tblite_version",
+]
 
 METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
 
@@ -58,20 +59,13 @@ def tblite_calculator(method: str = "GFN2-xTB") -> Calculator:
     return TBLite(method=method, verbosity=0)
 
 
-def _snapshot(atoms: Atoms, calc: Calculator) -> Atoms:
-    """A copy of ``atoms`` whose SinglePointCalculator holds ``calc``'s results for it."""
-    frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    results = {
-        "energy": calc.get_potential_energy(atoms),
-        "forces": calc.get_forces(atoms),
-        "dipole": calc.get_dipole_moment(atoms),
-    }
-    if atoms.pbc.any():
-        results["stress"] = calc.get_stress(atoms)
-    frame.calc = SinglePointCalculator(frame, **results)
-    if "smiles" in atoms.info:
-        frame.info["smiles"] = atoms.info["smiles"]
-    return frame
+def _check_method(method: str) -> None:
+    from importlib.util import find_spec
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; tblite offers {', '.join(METHODS)}")
+    if find_spec("tblite") is None:
+        raise ModuleNotFoundError("labelling needs tblite (pip install tblite)")
 
 
 def label_atoms(atoms: Atoms, method: str = "GFN2-xTB") -> Atoms:
@@ -80,16 +74,7 @@ def label_atoms(atoms: Atoms, method: str = "GFN2-xTB") -> Atoms:
     A fresh calculator each time: the SCF starts from scratch, so a label is a
     function of the geometry alone (an MD run's warm-started SCF differs by ~1e-4 eV/Å).
     """
-    return _snapshot(atoms, tblite_calculator(method))
-
-
-def _thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
-    if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29
-        velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
-    else:
-        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    return labelled_copy(atoms, tblite_calculator(method))
 
 
 class LabelFailure(NamedTuple):
@@ -111,6 +96,7 @@ class LabelResult:
     n_frames: int
     n_molecules: int
     failures: list[LabelFailure] = field(default_factory=list)
+    calls_per_frame: float | None = None  # xTB calls per kept frame in this run (None: nothing new labelled)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -127,39 +113,86 @@ def _molecule_seed(seed: int, smiles: str, occurrence: int) -> int:
     return int.from_bytes(digest[:4], "little") % 2**31
 
 
-def _run_md(
-    smiles: str,
-    *,
-    seed: int,
-    frames: int,
-    temperature: float,
-    timestep_fs: float,
-    friction: float,
-    stride: int,
-    equilibration_steps: int,
-    method: str,
-    on_frame: Callable[[], None],
-) -> list[Atoms]:
-    atoms = smiles_to_atoms(smiles, n_conformers=1, seed=seed)[0]
-    atoms.calc = tblite_calculator(method)
-    atoms.set_constraint(FixCom())  # no drift; ASE deprecates Langevin's own fixcm
-    rng = np.random.default_rng(seed)
-    _thermalize(atoms, temperature, rng)
-    dynamics = Langevin(
-        atoms,
-        timestep=timestep_fs * units.fs,
-        temperature_K=temperature,
-        friction=friction / units.fs,
-        fixcm=False,
-        rng=rng,
-    )
-    dynamics.run(equilibration_steps)
-    sampled = []
-    for _ in range(frames):
-        dynamics.run(stride)
-        sampled.append(label_atoms(atoms, method))
-        on_frame()
-    return sampled
+def _samplers(
+    sampling: Sequence[str], temperatures: Sequence[float], frames: int, stride: int, timestep_fs: float,
+    friction: float, equilibration_steps: int,
+) -> list[MDSampling | NormalModeSampling]:
+    unknown = [name for name in sampling if name not in SAMPLINGS]
+    if unknown or not sampling:
+        raise ValueError(f"unknown sampling {', '.join(unknown) or '(none)'}; choose from {', '.join(SAMPLINGS)}")
+    samplers: list[MDSampling | NormalModeSampling] = []
+    for name in sampling:
+        for temperature in temperatures:
+            if name == "md":
+                samplers.append(MDSampling(temperature, frames, stride, timestep_fs, friction, equilibration_steps))
+            else:
+                samplers.append(NormalModeSampling(temperature, frames))
+    return samplers
+
+
+@dataclass
+class _Molecule:
+    """What one molecule cost: its frames, calculator calls and time."""
+
+    frames: list[Atoms]
+    calls: int
+    seconds: float
+
+
+def _sample_molecule(
+    smiles: str, *, seed: int, conformers: int, samplers: Sequence[MDSampling | NormalModeSampling], method: str,
+    on_frame=lambda: None,
+) -> _Molecule:
+    """Every sampler from every conformer of one molecule (RDKit conformers seeded by ``seed``)."""
+    begin = time.perf_counter()
+    starts = smiles_to_atoms(smiles, n_conformers=conformers, seed=seed)
+    frames: list[Atoms] = []
+    calls = 0
+    for c, start in enumerate(starts):
+        cache: dict = {}  # the conformer's relaxed minimum and modes, shared by its normal-mode samplings
+        for s, sampler in enumerate(samplers):
+            rng = np.random.default_rng([seed, c, s])
+            sampled, cost = sampler.sample(
+                start, tblite_calculator(method), lambda a: label_atoms(a, method), rng, on_frame, cache
+            )
+            frames.extend(sampled)
+            calls += cost
+    return _Molecule(frames, calls, time.perf_counter() - begin)
+
+
+def _one_thread() -> None:
+    """Worker initialiser: one OpenMP thread per labelling process (several processes share the cores)."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # read when tblite loads its OpenMP runtime, in this process
+    import sys
+
+    if "torch" in sys.modules:  # an OpenMP runtime already loaded by the parent: limit it directly
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _label_job(job: tuple) -> tuple[int, str | None, int, int, float]:
+    """Label one molecule into its partial file (in a worker): index, error or None, frames, calls, seconds."""
+    index, smiles, partial, attrs, software, method, kwargs = job
+    try:
+        molecule = _sample_molecule(smiles, method=method, **kwargs)
+    except (ValueError, RuntimeError) as exc:  # invalid SMILES, embedding or SCF failure
+        return index, str(exc), 0, 0, 0.0
+    with FrameWriter(partial, method=method, software=software, attrs=attrs) as writer:
+        writer.extend(molecule.frames)
+    return index, None, len(molecule.frames), molecule.calls, molecule.seconds
+
+
+def read_smiles_file(path: str | os.PathLike) -> list[str]:
+    """The SMILES of a ``.smi``-style file: the first field of each line; blank lines and ``#`` comments skipped.
+
+    Lines are not checked here: a bad one fails on its own when it is labelled (and is reported)."""
+    smiles = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            smiles.append(line.split()[0])
+    if not smiles:
+        raise ValueError(f"{path}: no SMILES found (one per line, first field)")
+    return smiles
 
 
 def label_smiles(
@@ -167,7 +200,10 @@ def label_smiles(
     output: str | os.PathLike,
     *,
     frames: int = 100,
-    temperature: float = 500.0,
+    temperature: float | Sequence[float] = 500.0,
+    sampling: str | Sequence[str] = "md",
+    conformers: int = 1,
+    workers: int = 1,
     seed: int = 0,
     timestep_fs: float = 0.5,
     stride: int = 10,
@@ -176,78 +212,84 @@ def label_smiles(
     method: str = "GFN2-xTB",
     progress: bool = True,
 ) -> LabelResult:
-    """Label each SMILES with ``frames`` MD frames (GFN2-xTB via tblite) and write one HDF5 file.
+    """Label each SMILES (GFN2-xTB via tblite) and write one HDF5 file.
 
-    ``friction`` is in 1/fs. A SMILES that fails (invalid, charged, several
-    fragments, embedding or SCF failure) is listed in ``result.failures``; the
-    others are labelled and written. Rerunning with the same arguments after a
-    kill resumes without relabelling finished molecules.
+    Each molecule gets ``frames`` frames from each of its ``conformers`` conformers, for each
+    ``sampling`` ("md": Langevin MD, one frame every ``stride`` steps after
+    ``equilibration_steps``; "normal-modes": harmonic displacements around the relaxed minimum,
+    the minimum included) at each ``temperature`` (K). ``friction`` is in 1/fs. A SMILES that
+    fails (invalid, charged, several fragments, embedding or SCF failure) is listed in
+    ``result.failures``; the others are labelled and written. Rerunning with the same arguments
+    after a kill resumes without relabelling finished molecules. ``workers`` processes (one
+    thread each) label molecules in parallel; the output is in input order whatever the workers.
     """
     from tqdm.auto import tqdm
 
     smiles_list = list(smiles_list)
-    if frames < 1 or stride < 1 or equilibration_steps < 0:
-        raise ValueError("frames and stride must be >= 1 and equilibration_steps >= 0")
-    tblite_calculator(method)  # fail early on a bad method or a missing tblite
+    temperatures = [float(temperature)] if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
+    sampling = [sampling] if isinstance(sampling, str) else list(sampling)
+    if conformers < 1 or workers < 1:
+        raise ValueError("conformers and workers must be >= 1")
+    samplers = _samplers(sampling, temperatures, frames, stride, timestep_fs, friction, equilibration_steps)
+    _check_method(method)  # fail early, without loading tblite's OpenMP here (the workers load it with one thread)
     output = Path(output)
     partial_dir = output.with_name(output.name + ".partial")
     partial_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "frames": frames,
-        "temperature": temperature,
-        "seed": seed,
-        "timestep_fs": timestep_fs,
-        "stride": stride,
-        "equilibration_steps": equilibration_steps,
-        "friction": friction,
-        "method": method,
-        "tblite": tblite_version(),
-    }
+    settings = {"seed": seed, "conformers": conformers, "samplers": [{"kind": s.kind, **s.settings()} for s in samplers]}
+    settings.update(method=method, tblite=tblite_version())
     software = f"tblite {settings['tblite']}"
+    per_molecule = conformers * len(samplers) * frames
+    attrs_common = {"settings": json.dumps(settings, sort_keys=True)}
+
     occurrences: dict[str, int] = {}
-    done: list[Path] = []
-    failures: list[LabelFailure] = []
-    bar = tqdm(total=len(smiles_list) * frames, unit="frame", disable=not progress, dynamic_ncols=True)
+    partials: list[Path] = []
+    jobs = []
+    for index, smiles in enumerate(smiles_list):
+        occurrence = occurrences.get(smiles, 0)
+        occurrences[smiles] = occurrence + 1
+        partial = partial_dir / f"{_partial_key(smiles, occurrence, settings)}.h5"
+        partials.append(partial)
+        if not partial.exists():
+            kwargs = {"seed": _molecule_seed(seed, smiles, occurrence), "conformers": conformers, "samplers": samplers}
+            jobs.append((index, smiles, partial, {"smiles": smiles, **attrs_common}, software, method, kwargs))
+
+    failures: dict[int, LabelFailure] = {}
+    bar = tqdm(total=len(smiles_list) * per_molecule, unit="frame", disable=not progress, dynamic_ncols=True)
+    bar.update((len(smiles_list) - len(jobs)) * per_molecule)
+    calls = frames_made = 0
+
+    def finished(index: int, error: str | None, n_frames: int, n_calls: int) -> None:
+        nonlocal calls, frames_made
+        if error is not None:
+            failures[index] = LabelFailure(smiles_list[index], error)
+        calls, frames_made = calls + n_calls, frames_made + n_frames
+        if frames_made:
+            bar.set_postfix_str(f"{calls / frames_made:.0f} xTB calls/frame, {len(failures)} failed")
+
     try:
-        for smiles in smiles_list:
-            occurrence = occurrences.get(smiles, 0)
-            occurrences[smiles] = occurrence + 1
-            partial = partial_dir / f"{_partial_key(smiles, occurrence, settings)}.h5"
-            bar.set_description(smiles[:30])
-            if partial.exists():
-                bar.update(frames)
-                done.append(partial)
-                continue
-            labelled = [0]
-
-            def on_frame() -> None:
-                labelled[0] += 1
-                bar.update(1)
-
-            try:
-                sampled = _run_md(
-                    smiles,
-                    seed=_molecule_seed(seed, smiles, occurrence),
-                    frames=frames,
-                    temperature=temperature,
-                    timestep_fs=timestep_fs,
-                    friction=friction,
-                    stride=stride,
-                    equilibration_steps=equilibration_steps,
-                    method=method,
-                    on_frame=on_frame,
-                )
-            except (ValueError, RuntimeError) as exc:  # invalid SMILES, embedding or SCF failure
-                failures.append(LabelFailure(smiles, str(exc)))
-                bar.update(frames - labelled[0])
-                continue
-            attrs = {"smiles": smiles, "settings": json.dumps(settings, sort_keys=True)}
-            with FrameWriter(partial, method=method, software=software, attrs=attrs) as writer:
-                writer.extend(sampled)
-            done.append(partial)
+        if workers == 1:
+            for job in jobs:
+                index, smiles = job[0], job[1]
+                bar.set_description(smiles[:30])
+                before = bar.n
+                job[6]["on_frame"] = lambda: bar.update(1)
+                _, error, n_frames, n_calls, _ = _label_job(job)
+                bar.update(per_molecule - (bar.n - before))
+                finished(index, error, n_frames, n_calls)
+        elif jobs:
+            # fork: works from any script (spawn re-runs __main__); tblite is not loaded in this process yet
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_one_thread) as pool:
+                pending = {pool.submit(_label_job, job) for job in jobs}
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index, error, n_frames, n_calls, _ = future.result()
+                        bar.update(per_molecule)
+                        finished(index, error, n_frames, n_calls)
     finally:
         bar.close()
 
+    done = [p for i, p in enumerate(partials) if i not in failures and p.exists()]
     n_frames = 0
     if done:
         attrs = {"label_settings": json.dumps(settings, sort_keys=True)}
@@ -257,4 +299,6 @@ def label_smiles(
             n_frames = writer.n_frames
     if not failures:
         shutil.rmtree(partial_dir, ignore_errors=True)
-    return LabelResult(path=output, n_frames=n_frames, n_molecules=len(done), failures=failures)
+    ordered = [failures[i] for i in sorted(failures)]
+    return LabelResult(path=output, n_frames=n_frames, n_molecules=len(done), failures=ordered,
+                       calls_per_frame=calls / frames_made if frames_made else None)
