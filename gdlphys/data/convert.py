@@ -19,8 +19,8 @@ import ase.io
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.stress import full_3x3_to_voigt_6_stress
 
+from gdlphys.conversion import stress_to_voigt
 from gdlphys.data.hdf5 import DataFormatError
 from gdlphys.data.hdf5_writer import FrameWriter
 
@@ -34,15 +34,6 @@ def _lookup(atoms: Atoms, name: str, key: str) -> Any:
         return results[key]
     store = atoms.arrays if name == "forces" else atoms.info
     return store.get(key)
-
-
-def _as_voigt(stress: Any) -> np.ndarray:
-    stress = np.asarray(stress)
-    if stress.size == 9:
-        return full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
-    if stress.shape == (6,):
-        return stress
-    raise ValueError(f"stress must have 6 (Voigt) or 9 (3x3) values, got shape {stress.shape}")
 
 
 def frame_labels(atoms: Atoms, keys: dict[str, str | None]) -> dict[str, np.ndarray | float]:
@@ -60,7 +51,7 @@ def frame_labels(atoms: Atoms, keys: dict[str, str | None]) -> dict[str, np.ndar
             continue
         try:
             if name == "stress":
-                value = _as_voigt(value)
+                value = stress_to_voigt(value)
             elif name == "energy":
                 value = float(np.asarray(value).reshape(()))
             else:

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
-from gdlphys import keys
-from gdlphys.graph import structure_graph
+from gdlphys.conversion import frame_to_graph
 from gdlphys.data.hdf5 import FrameReader
 from gdlphys.graph import collate
 
@@ -24,23 +23,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def frame_to_graph(frame: dict[str, np.ndarray], cutoff: float, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
-    """A frame of the HDF5 reader (numpy arrays) -> single-graph dict with labels."""
-    graph = structure_graph(frame["numbers"], frame["positions"], frame["cell"], frame["pbc"], cutoff=cutoff, dtype=dtype)
-    if frame.get("energy") is not None:
-        graph[keys.ENERGY] = torch.tensor([float(frame["energy"])], dtype=dtype)
-    if frame.get("forces") is not None:
-        graph[keys.FORCES] = torch.as_tensor(np.asarray(frame["forces"]), dtype=dtype).reshape(-1, 3)
-    if frame.get("stress") is not None:
-        from ase.stress import voigt_6_to_full_3x3_stress
-
-        full = voigt_6_to_full_3x3_stress(np.asarray(frame["stress"], dtype=np.float64))
-        graph[keys.STRESS] = torch.as_tensor(full, dtype=dtype).reshape(1, 3, 3)
-    if frame.get("dipole") is not None:
-        graph[keys.DIPOLE] = torch.as_tensor(np.asarray(frame["dipole"]), dtype=dtype).reshape(1, 3)
-    return graph
 
 
 class GraphDataset(Dataset):

@@ -30,7 +30,8 @@ from typing import Any
 import h5py
 import numpy as np
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
+
+from gdlphys.conversion import frame_to_atoms
 
 __all__ = [
     "FORMAT_NAME",
@@ -244,7 +245,7 @@ class FrameReader:
 
     def atoms(self, k: int) -> Atoms:
         """Frame k as ase.Atoms with a SinglePointCalculator holding its labels."""
-        return _to_atoms(self[k], self.smiles(k))
+        return frame_to_atoms(self[k], self.smiles(k))
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
@@ -266,16 +267,6 @@ class FrameReader:
         return f"FrameReader({str(self.path)!r}, frames={len(self)}, fields={self.fields})"
 
 
-def _to_atoms(frame: Mapping[str, np.ndarray], smiles: str | None = None) -> Atoms:
-    atoms = Atoms(numbers=frame["numbers"], positions=frame["positions"], cell=frame["cell"], pbc=frame["pbc"])
-    results: dict[str, Any] = {name: frame[name] for name in LABELS if name in frame}
-    if "energy" in results:
-        results["energy"] = float(results["energy"])
-    if results:
-        atoms.calc = SinglePointCalculator(atoms, **results)
-    if smiles:
-        atoms.info["smiles"] = smiles
-    return atoms
 
 
 def _frame_indices(index: Any, n: int) -> list[int]:
@@ -320,5 +311,5 @@ def read_hdf5(path: str | os.PathLike, index: Any = None) -> list[Atoms]:
         for name in reader.fields:
             if reader._masks[name][k]:
                 frame[name] = data[name][start:stop] if LABELS[name][0] == "atoms" else data[name][k]
-        frames.append(_to_atoms(frame, smiles[k] if smiles is not None else None))
+        frames.append(frame_to_atoms(frame, smiles[k] if smiles is not None else None))
     return frames

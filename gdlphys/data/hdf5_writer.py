@@ -15,8 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 from ase import Atoms
-from ase.stress import full_3x3_to_voigt_6_stress
 
+from gdlphys.conversion import stress_to_voigt
 from gdlphys.data.hdf5 import (
     _CHUNK_ROWS,
     _COMPRESSION,
@@ -80,7 +80,7 @@ def _frame_from_atoms(atoms: Atoms, k: int) -> dict[str, Any]:
             continue
         value = np.array(value)
         if name == "stress" and value.shape == (3, 3):
-            value = full_3x3_to_voigt_6_stress(value)
+            value = stress_to_voigt(value)
         shape = (n, *row) if group == "atoms" else row
         if value.shape != shape:
             raise ValueError(f"frame {k}: {name} has shape {value.shape}, expected {shape}")
