@@ -3,6 +3,8 @@ atom without neighbours has exactly its species' reference energy E0."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -10,8 +12,8 @@ from gdlphys import keys
 
 
 class EnergyModel(nn.Sequential):
-    """Runs its graph modules in order; the last one writes ATOMIC_ENERGIES and holds
-    ``reference_energies`` (E0, one per species).
+    """Runs its named graph modules in order; the last one, ``scale_shift``, writes
+    ATOMIC_ENERGIES and holds ``reference_energies`` (E0, one per species).
 
     An atom with no edge sees no geometry, so the network's energy for it is a constant of
     its species. That constant is replaced by E0: E_i = net_i - (net_isolated[s_i] - E0[s_i]).
@@ -21,13 +23,13 @@ class EnergyModel(nn.Sequential):
     and gradients flow through it while training.
     """
 
-    def __init__(self, num_species: int, *layers: nn.Module) -> None:
-        super().__init__(*layers)
+    def __init__(self, num_species: int, layers: OrderedDict[str, nn.Module]) -> None:
+        super().__init__(layers)
         self.num_species = int(num_species)
 
     @property
     def reference_energies(self) -> torch.Tensor:
-        return self[-1].reference_energies
+        return self.scale_shift.reference_energies
 
     def network_forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The modules alone, without the isolated-atom anchoring."""

@@ -22,7 +22,9 @@ from gdlphys.models.potential import Potential
 from gdlphys.paths import find_shipped, shipped_names
 
 FORMAT = "gdlphys-potential"
-FORMAT_VERSION = 2  # 2: an atom without neighbours has exactly its reference energy (1 is migrated on load)
+# 2: an atom without neighbours has exactly its reference energy; 3: the model's parts are named
+# (model.embedding..., not model.0...). Older files are migrated on load.
+FORMAT_VERSION = 3
 POTENTIAL_FILENAME = "potential.pt"
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
@@ -77,11 +79,13 @@ def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
         state = dict(blob["state_dict"])
         # a per-species shift parameter existed up to gdlphys 0.1.0; it adds a constant that
         # the lone-atom anchoring cancels, except in format 1, where it is folded into E0 below
-        shift = state.pop(f"model.{len(state) and _last_module_index(state)}.shift", None)
+        shift = state.pop(f"model.{len(state) and _last_module_index(state)}.shift", None) if version < 3 else None
         potential = Potential(
             config, blob["species"], blob["reference_energies"], blob["avg_num_neighbors"], scale=1.0
         )
         potential.to(getattr(torch, dtype))
+        if version < 3:
+            state = _named_state(state, potential)
         potential.load_state_dict(state)
         if version < 2:
             _anchor_version_1(potential, shift)
@@ -90,6 +94,18 @@ def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
         raise PotentialFileError(f"{source} is damaged or inconsistent: {reason}") from err
     potential.metadata = dict(blob.get("metadata") or {})
     return potential
+
+
+def _named_state(state: dict, potential: Potential) -> dict:
+    """Keys of files before format 3 (``model.<index>.``) renamed to the parts' names."""
+    names = [name for name, _ in potential.model.named_children()]
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] == "model" and parts[1].isdigit():
+            parts[1] = names[int(parts[1])]
+        renamed[".".join(parts)] = value
+    return renamed
 
 
 def _last_module_index(state: dict) -> int:
@@ -111,7 +127,7 @@ def save_potential(potential: Potential, path: str | Path, metadata: dict | None
     """Write atomically: a kill mid-write leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = potential_to_dict(potential, metadata if metadata is not None else getattr(potential, "metadata", None))
+    blob = potential_to_dict(potential, metadata if metadata is not None else potential.metadata)
     with atomic_write(path) as tmp:
         torch.save(blob, tmp)
     return path

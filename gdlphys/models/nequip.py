@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -31,15 +33,16 @@ def hidden_irreps(config: ModelConfig) -> o3.Irreps:
 def build_energy_model(
     config: ModelConfig, num_species: int, avg_num_neighbors: float, reference_energies: torch.Tensor, scale: float
 ) -> EnergyModel:
-    """Modules that map a graph dict with SPECIES and edges to ATOMIC_ENERGIES (eV)."""
+    """Modules that map a graph dict with SPECIES and edges to ATOMIC_ENERGIES (eV), named
+    ``embedding``, ``geometry``, ``interaction_0`` ... ``interaction_{L-1}``, ``readout``, ``scale_shift``."""
     embedding = SpeciesEmbedding(num_species, config.num_features)
     geometry = EdgeGeometry(config.cutoff, config.l_max, config.num_basis, config.cutoff_p)
-    layers: list[nn.Module] = [embedding, geometry]
+    layers: OrderedDict[str, nn.Module] = OrderedDict(embedding=embedding, geometry=geometry)
     irreps = embedding.irreps_out
     target = hidden_irreps(config)
     options = {"correlation": config.correlation} if config.interaction == "mace" else {}
     block_type = ProductInteraction if config.interaction == "mace" else Interaction
-    for _ in range(config.num_layers):
+    for index in range(config.num_layers):
         block = block_type(
             irreps,
             geometry.irreps_sh,
@@ -52,8 +55,8 @@ def build_energy_model(
             config.neighbor_norm,
             **options,
         )
-        layers.append(block)
+        layers[f"interaction_{index}"] = block
         irreps = block.irreps_out
-    layers.append(ScalarReadout(irreps, config.readout_hidden))
-    layers.append(SpeciesScaleShift(reference_energies, scale))
-    return EnergyModel(num_species, *layers)
+    layers["readout"] = ScalarReadout(irreps, config.readout_hidden)
+    layers["scale_shift"] = SpeciesScaleShift(reference_energies, scale)
+    return EnergyModel(num_species, layers)

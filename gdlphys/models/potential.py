@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from ase.data import chemical_symbols
@@ -32,7 +32,15 @@ class Potential(nn.Module):
     forces are the exact gradient of the one energy, so MD conserves it. An atom with no
     neighbour within the cutoff has exactly its element's reference energy and zero force.
     With ``config.dipole`` it also returns DIPOLE [n_graphs, 3] (e*Å) and ATOMIC_CHARGES.
+
+    The parts have names (``model.embedding``, ``model.interaction_0``, ..., ``model.readout``,
+    ``model.scale_shift``, ``dipole_head``). ``source`` (the file it was loaded from) and
+    ``metadata`` (the provenance its file records: training data hash, fit options, ...) are
+    plain fields, empty until a file fills them.
     """
+
+    source: str | None
+    metadata: dict[str, Any]
 
     def __init__(
         self,
@@ -41,6 +49,7 @@ class Potential(nn.Module):
         reference_energies: Sequence[float] | torch.Tensor,
         avg_num_neighbors: float,
         scale: float = 1.0,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         species = [int(z) for z in species]
@@ -56,8 +65,13 @@ class Potential(nn.Module):
         lookup[torch.tensor(species)] = torch.arange(len(species))
         self.register_buffer("species_lookup", lookup, persistent=False)
         self.model = build_energy_model(config, len(species), avg_num_neighbors, reference.float(), scale)
-        # reads the last layer's features (model[-2] is the scalar energy readout)
-        self.dipole_head = DipoleReadout(self.model[-2].irreps_in, config.readout_hidden) if config.dipole else None
+        # reads the last layer's features, as the energy readout does
+        self.dipole_head = DipoleReadout(self.model.readout.irreps_in, config.readout_hidden) if config.dipole else None
+        self.source = None
+        self.metadata = {}
+        self.to(dtype)
+        with torch.no_grad():  # E0 from its float64 values, not through float32
+            self.reference_energies.copy_(reference)
 
     @property
     def cutoff(self) -> float:
@@ -69,7 +83,13 @@ class Potential(nn.Module):
 
     @property
     def reference_energies(self) -> torch.Tensor:
-        return self.model[-1].reference_energies
+        return self.model.reference_energies
+
+    def summed_reference_energies(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[n_graphs] sum of the atoms' reference energies E0 of each structure (float64, eV)."""
+        atom_e0 = self.reference_energies.double()[self.species_index(batch[keys.ATOMIC_NUMBERS])]
+        n_graphs = batch[keys.CELL].shape[0]
+        return scatter_sum(atom_e0, batch[keys.BATCH], n_graphs)
 
     def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers to species indices; raise naming any element the potential lacks."""

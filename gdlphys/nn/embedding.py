@@ -7,9 +7,10 @@ from e3nn import o3
 from torch import nn
 
 from gdlphys import keys
+from gdlphys.nn.species import SpeciesDependent, grow_linear, linear_masks
 
 
-class SpeciesEmbedding(nn.Module):
+class SpeciesEmbedding(SpeciesDependent):
     """Writes NODE_ATTRS (one-hot species, n_species x 0e) and initial NODE_FEATURES (num_features x 0e)."""
 
     def __init__(self, num_species: int, num_features: int) -> None:
@@ -25,3 +26,9 @@ class SpeciesEmbedding(nn.Module):
         data[keys.NODE_ATTRS] = attrs
         data[keys.NODE_FEATURES] = self.linear(attrs)
         return data
+
+    def grown_state(self, grown: SpeciesEmbedding, n_old: int, mix: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"linear.weight": grow_linear(self.linear, grown.linear, n_old, mix)}
+
+    def species_masks(self, species) -> dict[str, torch.Tensor]:
+        return {"linear.weight": linear_masks(self.linear, species)}

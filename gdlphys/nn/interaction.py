@@ -11,6 +11,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from gdlphys import keys
+from gdlphys.nn.species import SpeciesDependent, grow_species_product, species_product_masks
 from gdlphys.nn.scatter import scatter_sum
 
 _SCALAR_ACTS = {1: nn.functional.silu, -1: torch.tanh}  # by parity: odd scalars need odd functions
@@ -50,7 +51,7 @@ def _convolution_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_targe
     return mid_sorted, instructions
 
 
-class Interaction(nn.Module):
+class Interaction(SpeciesDependent):
     """One message-passing layer on NODE_FEATURES.
 
     m_i = 1/norm * sum_j TP(h_j, Y(r_ij); w = MLP(radial(r_ij)))  (equivariant convolution)
@@ -102,6 +103,13 @@ class Interaction(nn.Module):
             self.irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
         )
         return self.gate.irreps_out
+
+    def grown_state(self, grown: Interaction, n_old: int, mix: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The per-species self-connection (every update has one; the product basis owns its own rows)."""
+        return {"self_connection.weight": grow_species_product(self.self_connection, grown.self_connection, n_old, mix)}
+
+    def species_masks(self, species) -> dict[str, torch.Tensor]:
+        return {"self_connection.weight": species_product_masks(self.self_connection, species)}
 
     def convolve(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """m_i: the normalised neighbour sum of tensor-product messages (irreps ``tp.irreps_out``)."""

@@ -24,6 +24,7 @@ from e3nn import o3
 from torch import nn
 
 from gdlphys.nn.interaction import Interaction
+from gdlphys.nn.species import SpeciesDependent, grow_rows, row_masks
 
 _DEPENDENT = 1e-9  # eigenvalue (relative to a coupling's own norm) below which a path is a combination of the others
 
@@ -88,7 +89,7 @@ def _symmetric_basis(irreps_channel: str, irreps_target: str, order: int):
     return monomials, basis
 
 
-class SymmetricProduct(nn.Module):
+class SymmetricProduct(SpeciesDependent):
     """B_c = sum_{k<=nu} sum_paths W[Z, path, c] * Path(A_c^(x k)) for each channel c and target irrep.
 
     ``irreps_in``: C copies of each of its irreps (C channels; e.g. ``8x0e + 8x1o + 8x2e``).
@@ -158,6 +159,13 @@ class SymmetricProduct(nn.Module):
         super()._apply(fn, recurse)
         self.coupling = self._coupling64.to(dtype=self.coupling.dtype, device=self.coupling.device)
         return self
+
+    def grown_state(self, grown: SymmetricProduct, n_old: int, mix: torch.Tensor) -> dict[str, torch.Tensor]:
+        # indexed by the one-hot without a fan-in factor: old rows are copied as they are
+        return {f"weights.{k}": grow_rows(weight, mix) for k, weight in enumerate(self.weights)}
+
+    def species_masks(self, species) -> dict[str, torch.Tensor]:
+        return {f"weights.{k}": row_masks(weight, species) for k, weight in enumerate(self.weights)}
 
     def forward(self, features: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
         # Component-major layout [component, atom * channel]: every gather below copies whole

@@ -8,6 +8,7 @@ from torch import nn
 
 from gdlphys import keys
 from gdlphys.nn.scatter import scatter_sum
+from gdlphys.nn.species import SpeciesDependent, grow_rows, row_masks
 
 
 class ScalarReadout(nn.Module):
@@ -28,7 +29,7 @@ class ScalarReadout(nn.Module):
         return data
 
 
-class SpeciesScaleShift(nn.Module):
+class SpeciesScaleShift(SpeciesDependent):
     """E_i = scale[s_i] * e_i + E0[s_i].
 
     E0 are the reference energies fitted by least squares on the training set (fixed
@@ -48,6 +49,13 @@ class SpeciesScaleShift(nn.Module):
         e = data[keys.ATOMIC_ENERGIES]
         data[keys.ATOMIC_ENERGIES] = self.scale[s] * e + self.reference_energies[s]
         return data
+
+    def grown_state(self, grown: SpeciesScaleShift, n_old: int, mix: torch.Tensor) -> dict[str, torch.Tensor]:
+        reference = grow_rows(self.reference_energies.double(), mix.double())  # E0 in float64 whatever the dtype
+        return {"scale": grow_rows(self.scale, mix), "reference_energies": reference.to(self.reference_energies)}
+
+    def species_masks(self, species) -> dict[str, torch.Tensor]:
+        return {"scale": row_masks(self.scale, species)}
 
 
 class DipoleReadout(nn.Module):

@@ -82,8 +82,9 @@ def build_potential(model: ModelConfig, statistics: DatasetStatistics, seed: int
             statistics.reference_energies,
             statistics.avg_num_neighbors,
             scale=statistics.force_rms,
+            dtype=dtype,
         )
-    return potential.to(dtype)
+    return potential
 
 
 def fit_task(

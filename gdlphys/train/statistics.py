@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from gdlphys import keys
+from gdlphys.models.composition import element_counts, fit_composition
 
 
 @dataclass
@@ -34,15 +35,8 @@ def fit_reference_energies(
     numbers_per_frame: Sequence[np.ndarray], energies: np.ndarray, species: Sequence[int]
 ) -> tuple[np.ndarray, float]:
     """Least-squares E0[Z] with E_frame ~ sum_atoms E0[Z]; returns (E0, residual RMS per atom)."""
-    index = {z: k for k, z in enumerate(species)}
-    counts = np.zeros((len(numbers_per_frame), len(species)))
-    for row, numbers in enumerate(numbers_per_frame):
-        for z, c in zip(*np.unique(numbers, return_counts=True)):
-            counts[row, index[int(z)]] = c
-    reference, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    n_atoms = counts.sum(axis=1)
-    residual = (energies - counts @ reference) / n_atoms
-    return reference, float(np.sqrt(np.mean(residual**2)))
+    fit = fit_composition(element_counts(numbers_per_frame, species), energies)
+    return fit.values, fit.residual_rms_per_atom_after
 
 
 def compute_statistics(graphs: Iterable[dict[str, torch.Tensor]], species: Sequence[int] | None = None) -> DatasetStatistics:
