@@ -41,7 +41,20 @@ VIRIAL = "virial"  # [n_graphs, 3, 3] float, eV
 DIPOLE = "dipole"  # [n_graphs, 3] float, e*Å
 ATOMIC_CHARGES = "atomic_charges"  # [n_atoms] float, e
 
+# --- training only: how much each graph counts in the loss -------------------------
+REPLAY = "replay"  # [n_graphs] bool, the frame was drawn from a fine-tuning replay pool
+LOSS_WEIGHT = "loss_weight"  # [n_graphs] float, weight of every loss term of the graph (absent: 1)
+# [n_graphs] float, extra weight of one term of the graph (absent: 1; 0: that label is not trained, or missing)
+ENERGY_LOSS_WEIGHT = "energy_loss_weight"
+FORCES_LOSS_WEIGHT = "forces_loss_weight"
+STRESS_LOSS_WEIGHT = "stress_loss_weight"
+DIPOLE_LOSS_WEIGHT = "dipole_loss_weight"
+
+# Labels a frame may or may not carry (structures in one batch may differ in which they have).
+LABELS = (ENERGY, FORCES, STRESS, DIPOLE)
+
 # Fields that hold one value per atom, per edge and per graph (used by batching).
 PER_ATOM = (POSITIONS, ATOMIC_NUMBERS, BATCH, SPECIES, NODE_ATTRS, NODE_FEATURES, ATOMIC_ENERGIES, FORCES, ATOMIC_CHARGES)
 PER_EDGE = (EDGE_SHIFTS, EDGE_VECTORS, EDGE_LENGTHS, EDGE_SH, EDGE_RADIAL)
-PER_GRAPH = (CELL, PBC, NUM_ATOMS, ENERGY, STRESS, VIRIAL, DIPOLE)
+PER_GRAPH = (CELL, PBC, NUM_ATOMS, ENERGY, STRESS, VIRIAL, DIPOLE, REPLAY, LOSS_WEIGHT,
+             ENERGY_LOSS_WEIGHT, FORCES_LOSS_WEIGHT, STRESS_LOSS_WEIGHT, DIPOLE_LOSS_WEIGHT)

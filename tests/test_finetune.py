@@ -119,7 +119,7 @@ def test_new_element_entries_are_exactly_what_old_structures_never_see(interacti
     masks = species_entry_masks(grown, [7])
     product = [n for n in masks if ".product.weights." in n]
     assert len(product) == (2 * 3 if interaction == "mace" else 0)  # two blocks, one weight tensor per output irrep
-    assert set(masks) - set(product) == {"model.0.linear.weight", "model.5.scale"} | {
+    assert set(masks) - set(product) == {"model.embedding.linear.weight", "model.scale_shift.scale"} | {
         n for n in masks if n.endswith("self_connection.weight")
     } and sum(n.endswith("self_connection.weight") for n in masks) == 2
     old_only = batch_of([random_molecule(8, seed=s, species=OLD) for s in range(3)], grown.cutoff)
@@ -132,7 +132,7 @@ def test_new_element_entries_are_exactly_what_old_structures_never_see(interacti
     got = touched(old_only)
     for key in (keys.ENERGY, keys.FORCES):
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-10)
-    for name in ["model.0.linear.weight", *product[:1]]:
+    for name in ["model.embedding.linear.weight", *product[:1]]:
         changed = grow_species(_hco_potential(interaction=interaction), [7])
         with torch.no_grad():  # an entry outside the masks does change them
             changed.get_parameter(name)[~masks[name]] += 0.5
@@ -171,7 +171,7 @@ def test_frozen_per_species_parts_still_teach_the_new_element(how):
         task = FinetuneTask(grown, FitConfig(ema_decay=0.0), frozen, masks)
     else:
         task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), masks, old_lr_factor=0.0)
-    assert "model.0.linear.weight" in task.partly_frozen and "model.2.linear_in.weight" in task.fully_frozen
+    assert "model.embedding.linear.weight" in task.partly_frozen and "model.interaction_0.linear_in.weight" in task.fully_frozen
     for _ in range(2):
         _step(task, _nitrogen_batch(grown))
     tuned = grown.state_dict()
@@ -194,9 +194,9 @@ def test_old_lr_factor_and_warmup_scale_the_steps_of_old_entries_only(factor, wa
     start = grow_species(_hco_potential(), [7]).state_dict()
     full, slow = run(1.0), run(factor, warmup)
     masks = species_entry_masks(grow_species(_hco_potential(), [7]), [7])
-    radial = "model.2.radial.layer1.weight"
+    radial = "model.interaction_0.radial.layer1.weight"
     torch.testing.assert_close(slow[radial] - start[radial], first_step * (full[radial] - start[radial]))
-    name = "model.0.linear.weight"
+    name = "model.embedding.linear.weight"
     torch.testing.assert_close(slow[name][masks[name]], full[name][masks[name]])  # the new element's row: full steps
 
 
@@ -206,17 +206,16 @@ def test_anchor_penalty_pulls_old_weights_not_new_entries():
     task = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), masks, anchor_weight=1.0)
     assert float(task.anchor_penalty().detach()) == 0.0
     with torch.no_grad():
-        grown.model[0].linear.weight[masks["model.0.linear.weight"]] += 1.0
+        grown.model[0].linear.weight[masks["model.embedding.linear.weight"]] += 1.0
     assert float(task.anchor_penalty().detach()) == 0.0  # the new element's entries are free
     with torch.no_grad():
-        grown.model[0].linear.weight[~masks["model.0.linear.weight"]] += 1.0
-    n_old = int((~masks["model.0.linear.weight"]).sum())
+        grown.model[0].linear.weight[~masks["model.embedding.linear.weight"]] += 1.0
+    n_old = int((~masks["model.embedding.linear.weight"]).sum())
     n_anchored = sum(int((~masks[n]).sum()) if n in masks else p.numel() for n, p in grown.named_parameters())
     assert float(task.anchor_penalty().detach()) == pytest.approx(n_old / n_anchored)  # a mean over the old entries
 
 
 def test_replay_weight_weights_only_the_replayed_frames():
-    from gdlphys.train.replay import REPLAY_MARK
     from gdlphys.train.system import PotentialTask
 
     grown = grow_species(_hco_potential(), [7])
@@ -225,19 +224,19 @@ def test_replay_weight_weights_only_the_replayed_frames():
     want_parts = plain._loss(plain._predict(grown, dict(batch), training=False), batch)
     weighted = FinetuneTask(grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), replay_weight=3.0)
     replay = torch.tensor([False, True, False])
-    got = weighted.training_step({**batch, REPLAY_MARK: replay}, 0)
+    got = weighted.training_step({**batch, keys.REPLAY: replay}, 0)
     pred = plain._predict(grown, dict(batch), training=False)
     n = batch[keys.NUM_ATOMS].double()
     w = torch.tensor([1.0, 3.0, 1.0], dtype=torch.float64)
     energy = torch.mean(w * ((pred[keys.ENERGY] - batch[keys.ENERGY]) / n) ** 2)
     forces = torch.mean(w[batch[keys.BATCH]].unsqueeze(-1) * (pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
     torch.testing.assert_close(got, energy + forces)
-    nothing_replayed = weighted.training_step({**batch, REPLAY_MARK: torch.zeros(3, dtype=torch.bool)}, 0)
+    nothing_replayed = weighted.training_step({**batch, keys.REPLAY: torch.zeros(3, dtype=torch.bool)}, 0)
     torch.testing.assert_close(nothing_replayed, want_parts["loss"])
     forces_only = FinetuneTask(
         grown, FitConfig(ema_decay=0.0), (), species_entry_masks(grown, [7]), replay_weight=3.0, replay_energies=False
     )  # replay at another level of theory: its energies stay out of the loss
-    got = forces_only.training_step({**batch, REPLAY_MARK: replay}, 0)
+    got = forces_only.training_step({**batch, keys.REPLAY: replay}, 0)
     energy = torch.mean(torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64) * ((pred[keys.ENERGY] - batch[keys.ENERGY]) / n) ** 2)
     torch.testing.assert_close(got, energy + forces)
 
@@ -284,7 +283,7 @@ def test_refit_on_one_composition_moves_only_the_new_element():
 
 def test_bad_freeze_spec_is_a_clear_error():
     potential = _hco_potential()
-    assert frozen_parameter_names(potential, "embedding") == ["model.0.linear.weight"]
+    assert frozen_parameter_names(potential, "embedding") == ["model.embedding.linear.weight"]
     assert len(frozen_parameter_names(potential, "interaction")) > len(frozen_parameter_names(potential, "interaction.0"))
     with pytest.raises(ValueError, match="'interaction.7' matches no parameter.*embedding"):
         frozen_parameter_names(potential, "embedding,interaction.7")
@@ -304,7 +303,18 @@ def data(tmp_path_factory):
         fit=FitConfig(batch_size=4, valid_fraction=0.25, lr=0.01), trainer={"accelerator": "cpu"},
         max_epochs=2, progress=False,
     )
-    return {"ethanol": ethanol, "methylamine": methylamine.path, "parent": parent.run_dir}
+    dipole_parent = train_potential(
+        ethanol, folder / "dipole-parent", model=tiny_config(cutoff=4.0, l_max=1, num_layers=1, dipole=True),
+        fit=FitConfig(batch_size=4, valid_fraction=0.25, lr=0.01), trainer={"accelerator": "cpu"},
+        max_epochs=1, progress=False,
+    )
+    ethanol_no_dipole = folder / "ethanol-no-dipole.h5"
+    frames = read_hdf5(ethanol)
+    for frame in frames:
+        del frame.calc.results["dipole"]
+    write_hdf5(ethanol_no_dipole, frames, method="GFN2-xTB")
+    return {"ethanol": ethanol, "methylamine": methylamine.path, "parent": parent.run_dir,
+            "dipole_parent": dipole_parent.run_dir, "ethanol_no_dipole": ethanol_no_dipole}
 
 
 def test_finetune_with_replay_learns_the_new_element(data, tmp_path, capsys):
@@ -349,7 +359,7 @@ def test_frozen_parts_stay_bit_identical_but_the_new_element_learns(data, tmp_pa
     tuned = load_potential(result.potential_path).state_dict()
     summary = json.loads((result.run_dir / "finetune.json").read_text())
     partly, fully = summary["frozen_except_new_elements"], summary["frozen"]
-    assert "model.0.linear.weight" in partly and fully
+    assert "model.embedding.linear.weight" in partly and fully
     for name in fully:
         assert torch.equal(tuned[name], start[name]), name
     for name in partly:
@@ -360,7 +370,7 @@ def test_frozen_parts_stay_bit_identical_but_the_new_element_learns(data, tmp_pa
 
 
 def test_training_batches_mark_the_replayed_frames(data):
-    from gdlphys.train.replay import REPLAY_MARK, ReplayDataModule
+    from gdlphys.train.replay import ReplayDataModule
 
     module = ReplayDataModule(
         data["methylamine"], cutoff=4.0, batch_size=4, valid_fraction=0.25, replay=data["ethanol"], replay_fraction=0.3, hold_out=4,
@@ -375,14 +385,14 @@ def test_training_batches_mark_the_replayed_frames(data):
         assert sorted(i for i in indices if i < 6) == list(range(6))  # every new frame, once
         drawn.append(sorted(i for i in indices if i >= 6))
         assert len(drawn[-1]) == module.replay_per_epoch == 3  # 0.3 / 0.7 * 6 replay frames per epoch
-        marks = torch.cat([batch[REPLAY_MARK] for batch in loader])
+        marks = torch.cat([batch[keys.REPLAY] for batch in loader])
         assert int(marks.sum()) == 3 and len(marks) == 9
     assert drawn[0] != drawn[1] or drawn[1] != drawn[2]  # drawn afresh each epoch
     loader.sampler.set_epoch(1)
     assert sorted(i for i in loader.sampler if i >= 6) == drawn[1]  # ... as a function of the epoch
     batch = next(iter(loader))
-    is_ethanol = torch.stack([(batch[keys.ATOMIC_NUMBERS][batch[keys.BATCH] == g] == 8).any() for g in range(len(batch[REPLAY_MARK]))])
-    assert torch.equal(is_ethanol, batch[REPLAY_MARK])  # the replayed frames are the ethanol ones
+    is_ethanol = torch.stack([(batch[keys.ATOMIC_NUMBERS][batch[keys.BATCH] == g] == 8).any() for g in range(len(batch[keys.REPLAY]))])
+    assert torch.equal(is_ethanol, batch[keys.REPLAY])  # the replayed frames are the ethanol ones
 
 
 def test_replay_is_found_by_hash_or_made_from_the_original_test_by_the_parent(data, tmp_path):
@@ -471,3 +481,65 @@ def test_replay_weight_rises_with_forgetting_and_falls_back():
         assert task.replay_weight == expected
     with pytest.raises(ValueError, match="max_forgetting"):
         FinetuneTask(grown, FitConfig(), max_forgetting=0.0)
+
+
+def _dipole_batch(potential: Potential):
+    batch = _nitrogen_batch(potential)
+    batch[keys.DIPOLE] = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    return batch
+
+
+@pytest.mark.parametrize("setting", ["weight 1", "weight 3", "other theory"])
+def test_finetuning_loss_keeps_the_dipole_under_every_replay_setting(setting):
+    """The bug of gdlphys 0.1: fine-tuning's own copy of the loss dropped the dipole (and stage two)."""
+    from gdlphys.train.system import PotentialTask
+
+    parent = Potential(tiny_config(dipole=True), [1, 6, 8], [-13.6, -1030.0, -2040.0], 10.0).double()
+    grown = grow_species(parent, [7])
+    batch = _dipole_batch(grown)
+    fit = FitConfig(ema_decay=0.0, dipole_weight=2.0)
+    weight = 3.0 if setting == "weight 3" else 1.0
+    task = FinetuneTask(grown, fit, (), species_entry_masks(grown, [7]), replay_weight=weight,
+                        replay_energies=setting != "other theory")
+    replay = torch.tensor([False, True, False])
+    got = task.training_step({**batch, keys.REPLAY: replay}, 0)
+    pred = PotentialTask(grown, fit)._predict(grown, dict(batch), training=False)
+    w = torch.tensor([1.0, weight, 1.0], dtype=torch.float64)
+    w_energy = w * torch.tensor([1.0, 0.0 if setting == "other theory" else 1.0, 1.0], dtype=torch.float64)
+    n = batch[keys.NUM_ATOMS].double()
+    energy = torch.mean(w_energy * ((pred[keys.ENERGY] - batch[keys.ENERGY]) / n) ** 2)
+    forces = torch.mean(w[batch[keys.BATCH]].unsqueeze(-1) * (pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
+    dipole = torch.mean(w.unsqueeze(-1) * (pred[keys.DIPOLE] - batch[keys.DIPOLE]) ** 2)
+    assert float(dipole) > 0
+    torch.testing.assert_close(got, energy + forces + 2.0 * dipole)
+    task.stage = 2  # stage two raises the energy weight for fine-tuning too
+    torch.testing.assert_close(task.training_step({**batch, keys.REPLAY: replay}, 0),
+                               fit.stage_two_energy_factor * energy + forces + 2.0 * dipole)
+
+
+def test_replay_batches_keep_labels_only_some_frames_have(data):
+    """Dipoles of the new frames next to replay frames without them: kept, the others weighted 0."""
+    from gdlphys.train.replay import ReplayDataModule
+
+    module = ReplayDataModule(
+        data["methylamine"], cutoff=4.0, batch_size=9, valid_fraction=0.25, replay=data["ethanol_no_dipole"],
+        replay_fraction=0.3,
+    )
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    replayed = batch[keys.REPLAY]
+    assert keys.DIPOLE in batch and bool(replayed.any()) and not bool(replayed.all())
+    torch.testing.assert_close(batch[keys.DIPOLE_LOSS_WEIGHT], (~replayed).to(batch[keys.DIPOLE].dtype))
+    assert torch.all(batch[keys.DIPOLE][replayed] == 0)
+
+
+@pytest.mark.parametrize("replay", [["--replay-weight", "4"], ["--replay-labels", "parent"], ["--replay-labels", "data"]])
+def test_finetune_cli_trains_the_dipole_head_under_every_replay_setting(data, tmp_path, replay):
+    run = tmp_path / "ft"
+    argv = ["finetune", str(data["dipole_parent"]), "--train", str(data["methylamine"]), "--replay",
+            str(data["ethanol_no_dipole"] if "data" in replay else data["ethanol"]), *replay,
+            "--valid-fraction", "0.25", "--batch-size", "4", "--max-epochs", "1", "--accelerator", "cpu", "--quiet",
+            "-o", str(run)]
+    assert main(argv) == 0
+    header = next(iter(run.glob("logs/*/metrics.csv"))).read_text().splitlines()[0].split(",")
+    assert "train/dipole" in header and "val/dipole_mae" in header

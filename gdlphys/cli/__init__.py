@@ -31,9 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # `train` has its own typed parser (YAML config + every option), so hand it the rest untouched.
-    if argv and argv[0] == "train":
-        handler, args = train_command.run, argv[1:]
+    # `train` and `finetune` have their own typed parsers (YAML config + every option): hand them the rest.
+    typed = {"train": train_command.run, "finetune": finetune_command.run}
+    if argv and argv[0] in typed:
+        handler, args = typed[argv[0]], argv[1:]
     else:
         namespace = parser.parse_args(argv)
         handler, args = namespace.handler, namespace

@@ -14,7 +14,7 @@ from gdlphys.models.config import ModelConfig
 from gdlphys.train.config import FitConfig
 
 # Trainer options that gdlphys sets itself (logging, checkpoints, progress) or exposes under another name.
-_TRAINER_SKIP = {
+TRAINER_SKIP = {
     "logger", "callbacks", "plugins", "default_root_dir", "enable_progress_bar", "enable_model_summary",
     "enable_checkpointing", "max_time", "max_epochs", "gradient_clip_val", "num_sanity_val_steps", "inference_mode",
 }
@@ -46,12 +46,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--threads", type=Optional[int], default=None, help="CPU threads (default: 1 for small molecules, else all)")
     parser.add_class_arguments(ModelConfig, "model")
     parser.add_class_arguments(FitConfig, "fit")
-    parser.add_class_arguments(L.Trainer, "trainer", skip=_TRAINER_SKIP, fail_untyped=False, sub_configs=True)
+    parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False, sub_configs=True)
     return parser
 
 
-def _non_default(parser: ArgumentParser, values: dict, group: str) -> dict:
-    """Trainer options the user changed (the rest keep Lightning's own defaults)."""
+def changed_options(parser: ArgumentParser, values: dict, group: str) -> dict:
+    """Options of ``group`` the user changed from the parser's defaults (the rest keep their own)."""
     defaults = parser.get_defaults()[group].as_dict()
     return {k: v for k, v in values.items() if defaults.get(k) != v}
 
@@ -67,7 +67,7 @@ def run(argv: list[str]) -> int:
         return 2
     model = ModelConfig(**cfg.model.as_dict())
     fit = FitConfig(**cfg.fit.as_dict())
-    trainer = _non_default(parser, cfg.trainer.as_dict(), "trainer")
+    trainer = changed_options(parser, cfg.trainer.as_dict(), "trainer")
 
     from pathlib import Path
 

@@ -30,7 +30,6 @@ from gdlphys.models.surgery import (
     refit_reference_energies,
     species_entry_masks,
 )
-from gdlphys.nn import Interaction, ScalarReadout, SpeciesEmbedding, SpeciesScaleShift
 from gdlphys.train.config import FitConfig
 from gdlphys.train.finetune_report import (
     STAGES,
@@ -139,7 +138,7 @@ class FinetuneConfig:
 
 def recorded_fit(potential: Potential | None) -> FitConfig:
     """The fit options a potential file records it was trained with (FitConfig's defaults where it records none)."""
-    recorded = ((getattr(potential, "metadata", None) or {}).get("fit") or {}) if potential is not None else {}
+    recorded = (potential.metadata.get("fit") or {}) if potential is not None else {}
     return FitConfig(**{k: v for k, v in recorded.items() if k in FitConfig.__dataclass_fields__})
 
 
@@ -170,44 +169,36 @@ class FinetuneResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def freeze_aliases(potential: Potential) -> dict[str, str]:
-    """Readable names of the model's parts -> parameter-name prefixes."""
-    aliases: dict[str, str] = {}
-    n_interaction = 0
-    for index, module in enumerate(potential.model):
-        prefix = f"model.{index}"
-        if isinstance(module, SpeciesEmbedding):
-            aliases["embedding"] = prefix
-        elif isinstance(module, Interaction):
-            aliases[f"interaction.{n_interaction}"] = prefix
-            n_interaction += 1
-        elif isinstance(module, ScalarReadout):
-            aliases["readout"] = prefix
-        elif isinstance(module, SpeciesScaleShift):
-            aliases["scale_shift"] = prefix
-    return aliases
+def potential_parts(potential: Potential) -> dict[str, str]:
+    """The potential's named parts -> their parameter-name prefixes (``embedding`` ->
+    ``model.embedding``, ``interaction_0``, ..., ``readout``, ``scale_shift``, ``dipole_head``)."""
+    parts = {name: f"model.{name}" for name, module in potential.model.named_children() if any(True for _ in module.parameters())}
+    if potential.dipole_head is not None:
+        parts["dipole_head"] = "dipole_head"
+    return parts
 
 
 def frozen_parameter_names(potential: Potential, spec: str | list[str] | None) -> list[str]:
-    """Parameters matched by a spec like ``embedding,interaction.0`` (``interaction`` = every block;
-    a raw prefix such as ``model.2.radial`` also works). A part that matches nothing is an error."""
+    """Parameters matched by a spec like ``embedding,interaction_0`` (part names; ``interaction`` =
+    every block; ``interaction.0`` is read as ``interaction_0``; a parameter-name prefix such as
+    ``model.interaction_0.radial`` also works). A part that matches nothing is an error."""
     if not spec:
         return []
-    parts = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
-    aliases = freeze_aliases(potential)
+    requested = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
+    parts = potential_parts(potential)
     names = [name for name, _ in potential.named_parameters()]
     chosen: list[str] = []
-    for part in parts:
+    for part in requested:
         if part == "interaction":
-            prefixes = [v for k, v in aliases.items() if k.startswith("interaction.")]
+            prefixes = [v for k, v in parts.items() if k.startswith("interaction_")]
         else:
-            prefixes = [aliases.get(part, part)]
+            prefixes = [parts.get(part.replace("interaction.", "interaction_"), part)]
         matched = [n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)]
         if not matched:
-            known = ", ".join([*aliases, "interaction"])
+            known = ", ".join([*parts, "interaction"])
             raise ValueError(
                 f"--freeze part {part!r} matches no parameter of this potential; use any of {known} "
-                f"or a parameter-name prefix such as model.2.radial"
+                f"or a parameter-name prefix such as model.interaction_0.radial"
             )
         chosen.extend(n for n in matched if n not in chosen)
     return chosen
@@ -276,9 +267,7 @@ def prepare_finetune(
     if fit.batch_size is None:
         fit = replace(fit, batch_size=FINETUNE_BATCH_SIZE)
     dtype = getattr(torch, fit.dtype)
-    parent_source = getattr(parent, "source", None)
     parent = copy.deepcopy(parent).to(dtype).eval()  # the caller's potential stays as it was
-    parent.source = parent_source
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 

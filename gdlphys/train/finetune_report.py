@@ -12,44 +12,28 @@ from torch.utils.data import DataLoader, Dataset
 from gdlphys import keys
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
+from gdlphys.train.metrics import ErrorMetrics
 from gdlphys.train.plots import _pyplot, _save
 
 STAGES = ("parent", "start", "finetuned")  # as loaded; after surgery + E0 refit; after training
 
 
 def dataset_errors(potential: Potential, dataset: Dataset, batch_size: int = 32) -> dict[str, float]:
-    """Energy (per atom) and force MAE / RMSE of ``potential`` on labelled graphs (eV, eV/Å)."""
+    """Errors of ``potential`` on labelled graphs (:class:`~gdlphys.train.metrics.ErrorMetrics`:
+    ``energy_per_atom_mae``, ``forces_mae``, ... in eV, eV/Å; ``n_frames``)."""
     was_training = potential.training
     potential.eval()
-    sums = {"energy_per_atom_abs": 0.0, "energy_per_atom_sq": 0.0, "forces_abs": 0.0, "forces_sq": 0.0}
-    n_frames = n_components = 0
+    metrics = ErrorMetrics()
     try:
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
             with torch.enable_grad():
                 out = potential(batch, compute_forces=keys.FORCES in batch)
-            n_atoms = batch[keys.NUM_ATOMS].double()
-            err_e = (out[keys.ENERGY].detach().double() - batch[keys.ENERGY].double()) / n_atoms
-            sums["energy_per_atom_abs"] += float(err_e.abs().sum())
-            sums["energy_per_atom_sq"] += float((err_e**2).sum())
-            n_frames += len(err_e)
-            if keys.FORCES in batch:
-                err_f = out[keys.FORCES].detach().double() - batch[keys.FORCES].double()
-                sums["forces_abs"] += float(err_f.abs().sum())
-                sums["forces_sq"] += float((err_f**2).sum())
-                n_components += err_f.numel()
+            metrics.update(out, batch)
     finally:
         potential.train(was_training)
-    if n_frames == 0:
+    if int(metrics.n_frames) == 0:
         raise ValueError("no frames to evaluate on")
-    metrics = {
-        "energy_per_atom_mae": sums["energy_per_atom_abs"] / n_frames,
-        "energy_per_atom_rmse": math.sqrt(sums["energy_per_atom_sq"] / n_frames),
-        "n_frames": n_frames,
-    }
-    if n_components:
-        metrics["forces_mae"] = sums["forces_abs"] / n_components
-        metrics["forces_rmse"] = math.sqrt(sums["forces_sq"] / n_components)
-    return metrics
+    return metrics.as_floats()
 
 
 def plot_forgetting(errors: dict[str, dict[str, dict[str, float]]], output: str | Path) -> Path:

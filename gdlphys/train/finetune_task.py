@@ -13,7 +13,6 @@ from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
 from gdlphys.train.config import FitConfig
 from gdlphys.train.finetune_report import dataset_errors
-from gdlphys.train.replay import REPLAY_MARK
 from gdlphys.train.system import PotentialTask
 
 
@@ -70,7 +69,7 @@ class FinetuneTask(PotentialTask):
     train the new entries and barely touch what the parent learnt (first the head, then the
     body, as in linear-probing-then-fine-tuning).
 
-    ``replay_weight`` multiplies the loss terms of replayed frames (batches marked by
+    ``replay_weight`` multiplies the loss terms of replayed frames (``keys.REPLAY``, set by
     :class:`~gdlphys.train.replay.ReplayDataModule`): rehearsal that weighs as much as it must.
     ``replay_energies=False`` leaves their energies out (replay at another level of theory
     than the new data: its absolute energies would contradict the new ones; forces rehearse).
@@ -183,33 +182,22 @@ class FinetuneTask(PotentialTask):
             total = total + (importance * (parameters[name] - start) ** 2).sum()
         return total
 
-    def _weighted_loss(self, batch: dict[str, torch.Tensor], replay: torch.Tensor) -> torch.Tensor:
-        """The loss of :class:`PotentialTask` with the replay frames' terms weighted by ``replay_weight``."""
-        pred = self._predict(self.potential, batch, training=True)
-        graph_weight = 1.0 + (self.replay_weight - 1.0) * replay.to(pred[keys.ENERGY].dtype)
-        energy_weight = graph_weight if self.replay_energies else graph_weight * (~replay).to(graph_weight.dtype)
-        n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
-        parts = {}
-        if keys.ENERGY in batch:
-            parts["energy"] = torch.mean(energy_weight * ((pred[keys.ENERGY] - batch[keys.ENERGY]) / n_atoms) ** 2)
-        if keys.FORCES in batch:
-            atom_weight = graph_weight[batch[keys.BATCH]].unsqueeze(-1)
-            parts["forces"] = torch.mean(atom_weight * (pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
-        if keys.STRESS in pred and keys.STRESS in batch:
-            parts["stress"] = torch.mean(graph_weight.view(-1, 1, 1) * (pred[keys.STRESS] - batch[keys.STRESS]) ** 2)
-        weights = {"energy": self.fit.energy_weight, "forces": self.fit.forces_weight, "stress": self.fit.stress_weight}
-        loss = sum(weights[name] * value for name, value in parts.items())
-        n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
-        for name, value in {**parts, "loss": loss}.items():
-            self.log(f"train/{name}", value.detach(), batch_size=n_graphs, prog_bar=name == "loss", on_epoch=True, on_step=False)
-        return loss
+    def graph_weights(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Replayed graphs (``keys.REPLAY``) weigh ``replay_weight``; their energies 0 when they are
+        of another level of theory (``replay_energies=False``)."""
+        replay = batch.get(keys.REPLAY)
+        if replay is None:
+            return batch
+        batch = dict(batch)
+        replayed = replay.to(batch[keys.POSITIONS].dtype)
+        batch[keys.LOSS_WEIGHT] = 1.0 + (self.replay_weight - 1.0) * replayed
+        if not self.replay_energies:
+            own = batch.get(keys.ENERGY_LOSS_WEIGHT, torch.ones_like(replayed))
+            batch[keys.ENERGY_LOSS_WEIGHT] = own * (1.0 - replayed)
+        return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        replay = batch.pop(REPLAY_MARK, None)
-        if replay is not None and (self.replay_weight != 1.0 or not self.replay_energies):
-            loss = self._weighted_loss(batch, replay)
-        else:
-            loss = super().training_step(batch, batch_idx)
+        loss = super().training_step(batch, batch_idx)
         if self.anchor_weight > 0 and self.anchored:
             penalty = self.anchor_penalty()
             n_graphs = int(batch[keys.NUM_ATOMS].shape[0])

@@ -27,19 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from gdlphys import keys
+from gdlphys.conversion import batch_to_atoms
 from gdlphys.data.datamodule import FramesDataModule, GraphDataset, file_sha256
 from gdlphys.data.hdf5 import FrameReader, read_hdf5
 from gdlphys.data.hdf5_writer import write_hdf5
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
 from gdlphys.paths import shipped_dirs
+from gdlphys.train.loss import TERMS
 
 REPLAY_LABELS = ("auto", "data", "parent")
-REPLAY_MARK = "_finetune_replay"  # [n_graphs] bool in training batches; the task removes it before the model runs
 
 
 @dataclass
@@ -76,7 +76,8 @@ def fully_labelled(path: str | Path) -> bool:
 def label_with_potential(
     potential: Potential, source: str | Path, output: str | Path, indices: list[int] | None = None, batch_size: int = 32
 ) -> Path:
-    """Write the structures of ``source`` (frames ``indices``) labelled with ``potential``'s energy and forces."""
+    """Write the structures of ``source`` (frames ``indices``) labelled with ``potential``'s
+    energy and forces, and its dipole where it has a dipole head."""
     dataset = GraphDataset(source, potential.cutoff, potential.dtype, cache=False)
     if indices is not None:
         dataset = Subset(dataset, indices)
@@ -87,28 +88,18 @@ def label_with_potential(
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
             with torch.enable_grad():
                 out = potential(batch, compute_forces=True)
-            energies = out[keys.ENERGY].detach().double().cpu().numpy()
-            forces = out[keys.FORCES].detach().double().cpu().numpy()
-            positions = batch[keys.POSITIONS].double().cpu().numpy()
-            numbers = batch[keys.ATOMIC_NUMBERS].cpu().numpy()
-            cells = batch[keys.CELL].double().cpu().numpy().reshape(-1, 3, 3)
-            pbc = batch[keys.PBC].cpu().numpy().reshape(-1, 3)
-            offsets = np.concatenate([[0], np.cumsum(batch[keys.NUM_ATOMS].cpu().numpy())])
-            for k in range(len(energies)):
-                atoms_slice = slice(int(offsets[k]), int(offsets[k + 1]))
-                atoms = Atoms(numbers=numbers[atoms_slice], positions=positions[atoms_slice], cell=cells[k], pbc=pbc[k])
-                atoms.calc = SinglePointCalculator(atoms, energy=float(energies[k]), forces=forces[atoms_slice])
-                frames.append(atoms)
+            predicted = {k: out[k] for k in (keys.ENERGY, keys.FORCES, keys.DIPOLE) if k in out}
+            frames.extend(batch_to_atoms(batch, predicted))
     finally:
         potential.train(was_training)
-    name = getattr(potential, "source", None) or "the parent potential"
+    name = potential.source or "the parent potential"
     write_hdf5(output, frames, method=f"predictions of {name}", software="gdlphys")
     return Path(output)
 
 
 def find_training_data(potential: Potential) -> Path | None:
     """The parent's training file, if it can be found and its SHA-256 matches the recorded one."""
-    metadata = getattr(potential, "metadata", None) or {}
+    metadata = potential.metadata
     digest = metadata.get("training_data_sha256")
     if not digest:
         return None
@@ -178,12 +169,23 @@ class _Tagged(Dataset):
 
 
 def _collate_tagged(items) -> dict[str, torch.Tensor]:
-    # Labels that only some frames carry (e.g. dipoles of xTB frames next to parent-labelled replay)
-    # are left out of the batch: collate needs every field in every graph.
-    shared = set.intersection(*(set(graph) for graph, _ in items))
-    batch = collate([{k: v for k, v in graph.items() if k in shared} for graph, _ in items])
-    batch[REPLAY_MARK] = torch.tensor([replay for _, replay in items], dtype=torch.bool)
-    return batch
+    """New and replayed graphs in one batch, ``keys.REPLAY`` marking the replayed ones.
+
+    A label that only some graphs carry (e.g. dipoles of new frames next to replay frames without
+    them) is kept: the others get zeros there and that term's weight 0 (``keys.DIPOLE_LOSS_WEIGHT``, ...)."""
+    graphs = [dict(graph) for graph, _ in items]
+    for term in TERMS.values():
+        have = [term.key in graph for graph in graphs]
+        if any(have) and not all(have):
+            example = next(graph[term.key] for graph in graphs if term.key in graph)
+            for graph, labelled in zip(graphs, have):
+                if not labelled:
+                    rows = graph[keys.POSITIONS].shape[0] if term.per_atom else 1
+                    graph[term.key] = example.new_zeros((rows, *example.shape[1:]))
+                graph[term.weight_key] = torch.tensor([1.0 if labelled else 0.0], dtype=example.dtype)
+    for graph, (_, replay) in zip(graphs, items):
+        graph[keys.REPLAY] = torch.tensor([replay], dtype=torch.bool)
+    return collate(graphs)
 
 
 class ReplaySampler(Sampler[int]):
@@ -212,7 +214,7 @@ class ReplayDataModule(FramesDataModule):
     """The new frames, split as :class:`FramesDataModule` splits them, plus replay from ``replay``:
     each epoch ``replay_fraction`` of the training frames are replay frames drawn afresh from
     the pool (the replay file less ``hold_out`` seeded frames, at most a fifth of it, kept in
-    ``replay_held_out`` for measuring forgetting). Training batches carry :data:`REPLAY_MARK`."""
+    ``replay_held_out`` for measuring forgetting). Training batches carry ``keys.REPLAY``."""
 
     def __init__(self, train, valid=None, *, replay=None, replay_fraction: float = 0.2, hold_out: int = 0, **options) -> None:
         super().__init__(train, valid, **options)  # FramesDataModule's own (fixed-subset) replay stays off

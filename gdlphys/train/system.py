@@ -8,16 +8,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 from torch.optim.swa_utils import AveragedModel
-from torchmetrics import (
-    MeanAbsoluteError,
-    MeanMetric,
-    MeanSquaredError,
-    MetricCollection,
-)
+from torchmetrics import MeanMetric
 
 from gdlphys import keys
 from gdlphys.models.potential import Potential
 from gdlphys.train.config import FitConfig
+from gdlphys.train.loss import loss_terms, term_weights
+from gdlphys.train.metrics import ErrorMetrics
 
 
 def ema_average_fn(decay: float, warmup: bool):
@@ -37,10 +34,6 @@ def ema_average_fn(decay: float, warmup: bool):
     return average
 
 
-def _error_metrics() -> MetricCollection:
-    return MetricCollection({"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False)})
-
-
 class PotentialTask(L.LightningModule):
     """Fits a Potential to energies (per atom), forces and, where labelled, stress."""
 
@@ -55,9 +48,7 @@ class PotentialTask(L.LightningModule):
             else None
         )
         self.val_loss = MeanMetric().set_dtype(torch.float64)  # full precision for the plateau test
-        self.val_metrics = torch.nn.ModuleDict(
-            {name: _error_metrics() for name in ("energy", "energy_per_atom", "forces", "stress", "dipole")}
-        )
+        self.val_metrics = ErrorMetrics()
 
     @property
     def inference_potential(self) -> Potential:
@@ -117,30 +108,17 @@ class PotentialTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.stage = int(checkpoint.get("gdlphys_stage", 1))
 
+    def graph_weights(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch with its per-graph loss weights (``keys.LOSS_WEIGHT``, ...); here as it came."""
+        return batch
+
     def _loss(
         self, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], stage: int = 1
     ) -> dict[str, torch.Tensor]:
-        n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
-        parts = {}
-        if keys.ENERGY in batch:
-            parts["energy"] = torch.mean(((pred[keys.ENERGY] - batch[keys.ENERGY]) / n_atoms) ** 2)
-        if keys.FORCES in batch:
-            parts["forces"] = torch.mean((pred[keys.FORCES] - batch[keys.FORCES]) ** 2)
-        if keys.STRESS in pred and keys.STRESS in batch:
-            parts["stress"] = torch.mean((pred[keys.STRESS] - batch[keys.STRESS]) ** 2)
-        if keys.DIPOLE in pred and keys.DIPOLE in batch:
-            parts["dipole"] = torch.mean((pred[keys.DIPOLE] - batch[keys.DIPOLE]) ** 2)
-        energy_factor = self.fit.stage_two_energy_factor if stage == 2 else 1.0
-        weights = {
-            "energy": self.fit.energy_weight * energy_factor,
-            "forces": self.fit.forces_weight,
-            "stress": self.fit.stress_weight,
-            "dipole": self.fit.dipole_weight,
-        }
-        parts["loss"] = sum(weights[name] * value for name, value in parts.items())
-        return parts
+        return loss_terms(pred, batch, term_weights(self.fit, stage))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = self.graph_weights(batch)
         pred = self._predict(self.potential, batch, training=True)
         parts = self._loss(pred, batch, self.stage)
         n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
@@ -158,16 +136,7 @@ class PotentialTask(L.LightningModule):
         parts = self._loss(pred, batch)
         n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
         self.val_loss.update(parts["loss"].detach(), n_graphs)
-        n_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
-        if keys.ENERGY in batch:
-            self.val_metrics["energy"].update(pred[keys.ENERGY].detach(), batch[keys.ENERGY])
-            self.val_metrics["energy_per_atom"].update(pred[keys.ENERGY].detach() / n_atoms, batch[keys.ENERGY] / n_atoms)
-        if keys.FORCES in batch:
-            self.val_metrics["forces"].update(pred[keys.FORCES].detach(), batch[keys.FORCES])
-        if keys.STRESS in pred and keys.STRESS in batch:
-            self.val_metrics["stress"].update(pred[keys.STRESS].detach(), batch[keys.STRESS])
-        if keys.DIPOLE in pred and keys.DIPOLE in batch:
-            self.val_metrics["dipole"].update(pred[keys.DIPOLE].detach(), batch[keys.DIPOLE])
+        self.val_metrics.update(pred, batch)
 
     def on_validation_epoch_end(self) -> None:
         val_loss = self.val_loss.compute()
@@ -177,11 +146,10 @@ class PotentialTask(L.LightningModule):
             # Stepped here, not after the epoch as Lightning would: the checkpoint written at the end
             # of validation then holds the schedule of the next epoch, and a resumed run follows it.
             self.lr_schedulers().step(float(val_loss))
-        for name, collection in self.val_metrics.items():
-            if collection["mae"].update_count > 0:  # e.g. no stress labels: nothing to report
-                for metric, value in collection.compute().items():
-                    self.log(f"val/{name}_{metric}", value, prog_bar=name == "forces" and metric == "mae")
-            collection.reset()
+        for name, value in self.val_metrics.compute().items():
+            if name != "n_frames":
+                self.log(f"val/{name}", value.float(), prog_bar=name == "forces_mae")
+        self.val_metrics.reset()
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         """Nothing: the plateau schedule is stepped in ``on_validation_epoch_end``."""

@@ -1,0 +1,7 @@
+"""Unit constants shared by every floor (ASE's units: eV, Å, e)."""
+
+from __future__ import annotations
+
+from ase import units
+
+DEBYE_PER_E_ANGSTROM = 1.0 / units.Debye  # 1 e*Å = 4.803 D
