@@ -80,7 +80,7 @@ def properties_of(
     energies = [e for _, e, _ in relaxed]
     best, energy, _ = relaxed[int(np.argmin(energies))]
     best.calc = calc
-    matrix = hessian_autograd(calc, best) if hessian == "autograd" else hessian_finite_differences(best)
+    matrix = hessian_autograd(calc.potentials, calc.graph(best)) if hessian == "autograd" else hessian_finite_differences(best)
     modes = harmonic_modes(best, matrix)
     thermo = ideal_gas_thermochemistry(best, energy, modes, temperature_k, pressure_pa)
     dipole = _dipole(best)
