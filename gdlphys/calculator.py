@@ -15,7 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from gdlphys import keys
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential
-from gdlphys.neighbours import NeighbourListCache
+from gdlphys.graph import NeighbourListCache
 
 
 class UncertaintyExceeded(RuntimeError):
