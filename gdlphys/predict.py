@@ -18,7 +18,7 @@ from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
-from gdlphys.train.evaluate import DEBYE_PER_E_ANGSTROM
+from gdlphys.units import DEBYE_PER_E_ANGSTROM
 from gdlphys.vibrations import (
     harmonic_modes,
     hessian_autograd,

@@ -102,7 +102,7 @@ def environment() -> dict[str, Any]:
     """Where the numbers were measured."""
     import torch
 
-    from gdlphys import __version__
+    from gdlphys.version import __version__
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase import units
 from torch.utils.data import DataLoader
 
 from gdlphys import keys
 from gdlphys.data.datamodule import GraphDataset
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
-
-DEBYE_PER_E_ANGSTROM = 1.0 / units.Debye  # 1 e*Å = 4.803 D
+from gdlphys.units import DEBYE_PER_E_ANGSTROM
 
 
 @dataclass

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-from gdlphys.train.evaluate import DEBYE_PER_E_ANGSTROM as DEBYE  # noqa: E402
+from gdlphys.units import DEBYE_PER_E_ANGSTROM as DEBYE  # noqa: E402
 DRUGLIKE = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
     "theophylline": "Cn1c2nc[nH]c2c(=O)n(C)c1=O",
