@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["save_figure", "subplots"]
 
 
-def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs) -> tuple[Figure, Any]:
+def subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs
+) -> tuple[Figure, Any]:
     """A new figure on its own Agg canvas and its axes; ``kwargs`` as ``Figure.subplots`` (squeeze, sharex, ...)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -80,7 +80,10 @@ def properties_of(
     energies = [e for _, e, _ in relaxed]
     best, energy, _ = relaxed[int(np.argmin(energies))]
     best.calc = calc
-    matrix = hessian_autograd(calc.potentials, calc.graph(best)) if hessian == "autograd" else hessian_finite_differences(best)
+    if hessian == "autograd":
+        matrix = hessian_autograd(calc.potentials, calc.graph(best))
+    else:
+        matrix = hessian_finite_differences(best)
     modes = harmonic_modes(best, matrix)
     thermo = ideal_gas_thermochemistry(best, energy, modes, temperature_k, pressure_pa)
     dipole = _dipole(best)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def hessian_autograd(potentials: Potential | Sequence[Potential], graph: dict[str, torch.Tensor]) -> np.ndarray:
-    """[3N, 3N] d2E/dr2 (eV/Å^2) of one potential, or of a committee's mean, on a single-structure graph, by double backward."""
+    """[3N, 3N] d2E/dr2 (eV/Å^2) of a potential, or a committee's mean, on one structure's graph, by double backward."""
     members = [potentials] if isinstance(potentials, torch.nn.Module) else list(potentials)
     graph = dict(graph)  # the caller's dict keeps its own positions
     positions = graph[keys.POSITIONS].detach().clone().requires_grad_(True)
