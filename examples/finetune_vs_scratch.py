@@ -194,11 +194,10 @@ def outcome(budget: BudgetAndCurve, trainer: L.Trainer, task, probes: dict) -> d
 
 
 def plot(results: dict, output: Path) -> None:
-    from gdlphys.train.plots import _pyplot, _save
+    from gdlphys.figures import save_figure, subplots
 
-    plt = _pyplot()
     sizes = sorted({r["size"] for r in results["runs"]})
-    fig, axes = plt.subplots(2, len(sizes), figsize=(4.6 * len(sizes), 7), squeeze=False, sharex=True)
+    fig, axes = subplots(2, len(sizes), figsize=(4.6 * len(sizes), 7), squeeze=False, sharex=True)
     colours = {"finetune": "tab:blue", "scratch": "tab:orange"}
     for column, size in enumerate(sizes):
         top, bottom = axes[0, column], axes[1, column]
@@ -222,8 +221,7 @@ def plot(results: dict, output: Path) -> None:
         bottom.legend(fontsize=7)
     fig.suptitle(f"{results['potential']} fine-tuned vs from scratch, same budget ({results['budget']})", fontsize=10)
     fig.tight_layout()
-    _save(fig, output)
-    plt.close(fig)
+    save_figure(fig, output)
 
 
 def table(results: dict) -> str:

@@ -10,7 +10,7 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from gdlphys.version import __version__
 
 __all__ = ["GDLCalculator", "ModelConfig", "Potential", "__version__", "load", "load_calculator"]
 

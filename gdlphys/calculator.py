@@ -15,7 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from gdlphys import keys
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential
-from gdlphys.neighbours import NeighbourListCache
+from gdlphys.graph import NeighbourListCache
 
 
 class UncertaintyExceeded(RuntimeError):
@@ -150,6 +150,11 @@ class GDLCalculator(Calculator):
         """The (first) potential."""
         return self.potentials[0]
 
+    def graph(self, atoms) -> dict[str, torch.Tensor]:
+        """The graph dict of ``atoms`` that this calculator's potentials see: its dtype, device and neighbour list."""
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        return self.neighbours.graph(atoms.numbers, atoms.positions, atoms.cell.array, pbc, self.dtype, self.device)
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
@@ -160,7 +165,7 @@ class GDLCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not pbc.all():
             raise ValueError("stress needs a structure periodic in all three directions (atoms.pbc all True)")
-        graph = self.neighbours.graph(atoms.numbers, atoms.positions, atoms.cell.array, pbc, self.dtype, self.device)
+        graph = self.graph(atoms)
         outs = self._evaluate(graph, want_stress)
 
         def stacked(key: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
-from gdlphys.train.evaluate import DEBYE_PER_E_ANGSTROM
+from gdlphys.units import DEBYE_PER_E_ANGSTROM
 from gdlphys.vibrations import (
     harmonic_modes,
     hessian_autograd,
@@ -80,7 +80,10 @@ def properties_of(
     energies = [e for _, e, _ in relaxed]
     best, energy, _ = relaxed[int(np.argmin(energies))]
     best.calc = calc
-    matrix = hessian_autograd(calc, best) if hessian == "autograd" else hessian_finite_differences(best)
+    if hessian == "autograd":
+        matrix = hessian_autograd(calc.potentials, calc.graph(best))
+    else:
+        matrix = hessian_finite_differences(best)
     modes = harmonic_modes(best, matrix)
     thermo = ideal_gas_thermochemistry(best, energy, modes, temperature_k, pressure_pa)
     dipole = _dipole(best)

@@ -1,4 +1,4 @@
-"""Unit constants shared by every floor (ASE's units: eV, Å, e)."""
+"""Conversions for the units gdlphys reports beside ASE's own (eV, Å, e, fs)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,17 @@
 """Harmonic vibrations and ideal-gas thermochemistry of a relaxed molecule.
 
 The Hessian comes from any ASE calculator by central differences of the forces, or,
-for a gdlphys calculator, exactly by autograd (second derivatives of the one energy).
+for a gdlphys potential and its graph dict, exactly by autograd (second derivatives of
+the one energy).
 Translations and rotations are projected out of the mass-weighted Hessian, so the
 3N-6 (3N-5) frequencies left are the vibrations, free of numerical rotation noise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,17 +20,21 @@ from ase.thermochemistry import IdealGasThermo
 
 from gdlphys import keys
 
+if TYPE_CHECKING:
+    from gdlphys.models.potential import Potential
 
-def hessian_autograd(calc, atoms: Atoms) -> np.ndarray:
-    """[3N, 3N] d2E/dr2 (eV/Å^2) of a GDLCalculator's potential(s) by double backward."""
-    graph = calc.neighbours.graph(atoms.numbers, atoms.positions, atoms.cell.array, np.asarray(atoms.pbc), calc.dtype, calc.device)
+
+def hessian_autograd(potentials: Potential | Sequence[Potential], graph: dict[str, torch.Tensor]) -> np.ndarray:
+    """[3N, 3N] d2E/dr2 (eV/Å^2) of a potential, or a committee's mean, on one structure's graph, by double backward."""
+    members = [potentials] if isinstance(potentials, torch.nn.Module) else list(potentials)
+    graph = dict(graph)  # the caller's dict keeps its own positions
     positions = graph[keys.POSITIONS].detach().clone().requires_grad_(True)
     graph[keys.POSITIONS] = positions
     total = None
-    for potential in calc.potentials:
+    for potential in members:
         out = potential(graph, compute_forces=True, create_graph=True)
         total = -out[keys.FORCES] if total is None else total - out[keys.FORCES]
-    gradient = (total / len(calc.potentials)).reshape(-1)
+    gradient = (total / len(members)).reshape(-1)
     rows = [torch.autograd.grad(gradient[k], positions, retain_graph=True)[0].reshape(-1) for k in range(gradient.numel())]
     hessian = torch.stack(rows).detach().double().cpu().numpy()
     return 0.5 * (hessian + hessian.T)

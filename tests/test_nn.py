@@ -7,7 +7,7 @@ import torch
 from e3nn import o3
 
 from gdlphys import keys
-from gdlphys.models.nequip import hidden_irreps
+from gdlphys.models.builder import hidden_irreps
 from gdlphys.nn import BesselBasis, EdgeGeometry, Interaction, PolynomialCutoff, ScalarReadout, SpeciesEmbedding
 from gdlphys.testing import O3Element, assert_layer_equivariant
 from structures import SPECIES, batch_of, random_crystal, random_molecule, tiny_config

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gdlphys.figures import save_figure, subplots
 from gdlphys.io_utils import atomic_write
 
 
@@ -101,7 +102,7 @@ def environment() -> dict[str, Any]:
     """Where the numbers were measured."""
     import torch
 
-    from gdlphys import __version__
+    from gdlphys.version import __version__
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -138,30 +139,17 @@ def write_report(out: Path, name: str, tables: list[Table], details: dict[str, A
     return path
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # files only; no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 COLOURS = {"gdlphys": "#1f77b4", "MACE": "#d62728", "ASE": "#7f7f7f", "vesin": "#2ca02c", "matscipy": "#9467bd"}
 
 
-def save_figure(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
-    pyplot().close(fig)
-    return path
+def save_png(fig, path: Path) -> Path:
+    """``path`` (a .png), trimmed to what was drawn."""
+    return save_figure(fig, path, format="png", bbox_inches="tight")
 
 
 def bar_panels(path: Path, title: str, panels: list[tuple[str, dict[str, float | None]]]) -> Path:
     """One bar chart per quantity, the codes side by side."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
     for ax, (label, values) in zip(axes[0], panels):
         names = [n for n, v in values.items() if v is not None]
         heights = [values[n] for n in names]
@@ -171,15 +159,14 @@ def bar_panels(path: Path, title: str, panels: list[tuple[str, dict[str, float |
         ax.margins(y=0.15)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_png(fig, path)
 
 
 def line_panels(
     path: Path, title: str, panels: list[tuple[str, str, str, dict[str, list[tuple[float, float]]]]]
 ) -> Path:
     """Log-log lines: panels of (title, x label, y label, {code: [(x, y), ...]})."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
     for ax, (label, xlabel, ylabel, series) in zip(axes[0], panels):
         for code, points in series.items():
             points = [(x, y) for x, y in points if y is not None and y > 0]
@@ -195,13 +182,12 @@ def line_panels(
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_png(fig, path)
 
 
 def trace_plot(path: Path, title: str, ylabel: str, traces: dict[str, tuple[list[float], list[float]]]) -> Path:
     """Linear lines of y(t) per code, e.g. the total energy along NVE: {code: (t, y)}."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    fig, ax = subplots(figsize=(7.0, 3.6))
     for code, (xs, ys) in traces.items():
         ax.plot(xs, ys, lw=0.6, label=code, color=COLOURS.get(code))
     ax.axhline(0.0, color="black", lw=0.5)
@@ -211,4 +197,4 @@ def trace_plot(path: Path, title: str, ylabel: str, traces: dict[str, tuple[list
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_png(fig, path)

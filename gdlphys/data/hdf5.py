@@ -69,12 +69,12 @@ LABELS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "stress": ("frames", (6,), "units_stress"),
     "dipole": ("frames", (3,), "units_dipole"),
 }
-_PROVENANCE = ("method", "software", "created", "gdlphys_version")
-_RESERVED_ATTRS = {"format", "format_version", *UNITS, *_PROVENANCE}
+PROVENANCE = ("method", "software", "created", "gdlphys_version")
+RESERVED_ATTRS = {"format", "format_version", *UNITS, *PROVENANCE}
 _REQUIRED = ("atoms/numbers", "atoms/positions", "frames/offsets", "frames/cell", "frames/pbc")
-_CHUNK_ROWS = {"atoms": 2048, "frames": 512}
-_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-_STRING = h5py.string_dtype("utf-8")
+CHUNK_ROWS = {"atoms": 2048, "frames": 512}
+COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+UTF8_STRING = h5py.string_dtype("utf-8")
 
 
 class DataFormatError(ValueError):
@@ -153,7 +153,7 @@ def _validate(f: h5py.File, path: Path) -> tuple[np.ndarray, dict[str, np.ndarra
     return offsets.astype(np.int64), masks
 
 
-def _open_h5(path: Path, mode: str = "r") -> h5py.File:
+def open_h5(path: Path, mode: str = "r") -> h5py.File:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     try:
@@ -176,7 +176,7 @@ class FrameReader:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        with _open_h5(self.path) as f:
+        with open_h5(self.path) as f:
             try:
                 self._offsets, self._masks = _validate(f, self.path)
                 self.attrs: dict[str, Any] = {key: _plain(value) for key, value in f.attrs.items()}
@@ -211,7 +211,7 @@ class FrameReader:
 
     def _dataset(self, name: str) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():  # first use, or inherited across fork
-            self._file = _open_h5(self.path)
+            self._file = open_h5(self.path)
             self._pid = os.getpid()
             self._datasets = {}
         if name not in self._datasets:
@@ -291,7 +291,7 @@ def read_hdf5(path: str | os.PathLike, index: Any = None) -> list[Atoms]:
     if index is not None and not (isinstance(index, str) and index == ":"):
         with reader:
             return [reader.atoms(k) for k in _frame_indices(index, n)]
-    with _open_h5(reader.path) as f:  # everything: one bulk read per dataset
+    with open_h5(reader.path) as f:  # everything: one bulk read per dataset
         try:
             data = {name: f[name][()] for name in _REQUIRED}
             for name in reader.fields:

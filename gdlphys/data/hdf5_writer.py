@@ -18,14 +18,14 @@ from ase import Atoms
 
 from gdlphys.conversion import stress_to_voigt
 from gdlphys.data.hdf5 import (
-    _CHUNK_ROWS,
-    _COMPRESSION,
-    _RESERVED_ATTRS,
-    _STRING,
+    CHUNK_ROWS,
+    COMPRESSION,
     FORMAT_NAME,
     FORMAT_VERSION,
     LABELS,
+    RESERVED_ATTRS,
     UNITS,
+    UTF8_STRING,
     DataFormatError,
     FrameReader,
 )
@@ -95,10 +95,10 @@ def _create_column(
 ) -> h5py.Dataset:
     """A dataset resizable along its first axis, chunked by rows and compressed."""
     shape = data.shape if data is not None else shape
-    chunks = (_CHUNK_ROWS[name.split("/")[0]], *shape[1:])
+    chunks = (CHUNK_ROWS[name.split("/")[0]], *shape[1:])
     extra = {"fillvalue": fill} if fill is not None else {}
     return f.create_dataset(
-        name, shape=shape, dtype=dtype, data=data, maxshape=(None, *shape[1:]), chunks=chunks, **_COMPRESSION, **extra
+        name, shape=shape, dtype=dtype, data=data, maxshape=(None, *shape[1:]), chunks=chunks, **COMPRESSION, **extra
     )
 
 
@@ -125,7 +125,7 @@ class FrameWriter:
         self._buffer_frames = max(1, int(buffer_frames))
         self._buffer: list[dict[str, Any]] = []
         self._pending = AtomicWrite(self.path)
-        reserved = _RESERVED_ATTRS.intersection(attrs or {})
+        reserved = RESERVED_ATTRS.intersection(attrs or {})
         if reserved:
             raise ValueError(f"attrs {sorted(reserved)} are reserved by the format; pass method=/software= instead")
         try:
@@ -248,7 +248,7 @@ class FrameWriter:
             self._append_rows(f"frames/has_{name}", present, fill=False)
         smiles = [fr["smiles"] for fr in frames]
         if any(smiles) or "frames/smiles" in self._file:
-            self._append_rows("frames/smiles", np.array([s or "" for s in smiles], dtype=_STRING))
+            self._append_rows("frames/smiles", np.array([s or "" for s in smiles], dtype=UTF8_STRING))
         self._n_frames += len(frames)
         self._n_atoms += int(starts[-1])
 

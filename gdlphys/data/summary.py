@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gdlphys.data.hdf5 import _PROVENANCE, _RESERVED_ATTRS, UNITS, FrameReader, _open_h5
+from gdlphys.data.hdf5 import PROVENANCE, RESERVED_ATTRS, UNITS, FrameReader, open_h5
 
 __all__ = ["format_info", "info"]
 
@@ -27,7 +27,7 @@ def info(path: str | os.PathLike, *, block_rows: int = 1 << 20) -> dict[str, Any
         "max": int(n_atoms.max()) if len(n_atoms) else 0,
     }
     summary["fields"] = {name: int(mask.sum()) for name, mask in reader._masks.items()}
-    with _open_h5(reader.path) as f:
+    with open_h5(reader.path) as f:
         numbers = f["atoms/numbers"]
         for start in range(0, numbers.shape[0], block_rows):
             block = numbers[start : start + block_rows]
@@ -53,8 +53,8 @@ def info(path: str | os.PathLike, *, block_rows: int = 1 << 20) -> dict[str, Any
 
     summary["elements"] = {chemical_symbols[z]: int(c) for z, c in enumerate(counts) if c}
     summary["units"] = {key[len("units_") :]: reader.attrs.get(key) for key in UNITS}
-    summary["provenance"] = {key: reader.attrs.get(key) for key in _PROVENANCE}
-    extra = {k: v for k, v in reader.attrs.items() if k not in _RESERVED_ATTRS}
+    summary["provenance"] = {key: reader.attrs.get(key) for key in PROVENANCE}
+    extra = {k: v for k, v in reader.attrs.items() if k not in RESERVED_ATTRS}
     summary["attrs"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in extra.items()}
     return summary
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-import gdlphys
 from gdlphys.io_utils import atomic_write
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.potential import Potential
 from gdlphys.paths import find_shipped, shipped_names
+from gdlphys.version import __version__
 
 FORMAT = "gdlphys-potential"
 # 2: an atom without neighbours has exactly its reference energy; 3: the model's parts are named
@@ -39,7 +39,7 @@ def potential_to_dict(potential: Potential, metadata: dict | None = None) -> dic
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "gdlphys_version": gdlphys.__version__,
+        "gdlphys_version": __version__,
         "config": potential.config.to_dict(),
         "species": list(potential.species),
         "cutoff": potential.cutoff,
@@ -65,7 +65,7 @@ def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
         raise PotentialFileError(f"{source} has an invalid potential format version {version!r}")
     if version > FORMAT_VERSION:
         raise PotentialFileError(
-            f"{source} has potential format version {version}; this gdlphys ({gdlphys.__version__}) reads "
+            f"{source} has potential format version {version}; this gdlphys ({__version__}) reads "
             f"up to {FORMAT_VERSION}: upgrade gdlphys"
         )
     units = blob.get("units", {})

@@ -10,7 +10,7 @@ from torch import nn
 
 from gdlphys import keys
 from gdlphys.models.config import ModelConfig
-from gdlphys.models.nequip import build_energy_model
+from gdlphys.models.builder import build_energy_model
 from gdlphys.nn.readout import DipoleReadout
 from gdlphys.nn.scatter import scatter_sum
 

@@ -14,7 +14,6 @@ from gdlphys.data.datamodule import GraphDataset
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
 from gdlphys.train.metrics import ErrorMetrics
-from gdlphys.units import DEBYE_PER_E_ANGSTROM  # noqa: F401  (re-exported: it was defined here)
 
 
 @dataclass

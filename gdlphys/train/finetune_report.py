@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gdlphys import keys
+from gdlphys.figures import save_figure, subplots
 from gdlphys.graph import collate
 from gdlphys.models.potential import Potential
 from gdlphys.train.metrics import ErrorMetrics
-from gdlphys.train.plots import _pyplot, _save
 
 STAGES = ("parent", "start", "finetuned")  # as loaded; after surgery + E0 refit; after training
 
@@ -38,10 +38,9 @@ def dataset_errors(potential: Potential, dataset: Dataset, batch_size: int = 32)
 
 def plot_forgetting(errors: dict[str, dict[str, dict[str, float]]], output: str | Path) -> Path:
     """Bars of force and energy MAE on the new data and on the original domain, per stage."""
-    plt = _pyplot()
     domains = [d for d in ("new", "original") if d in errors]
     panels = [("forces_mae", "force MAE (meV/Å)"), ("energy_per_atom_mae", "energy MAE (meV/atom)")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = subplots(1, 2, figsize=(10, 3.8))
     width = 0.8 / len(STAGES)
     for ax, (metric, title) in zip(axes, panels):
         for k, stage in enumerate(STAGES):
@@ -53,9 +52,7 @@ def plot_forgetting(errors: dict[str, dict[str, dict[str, float]]], output: str 
         ax.legend(fontsize=8)
     fig.suptitle("fine-tuning: error before (parent, start) and after", fontsize=10)
     fig.tight_layout()
-    _save(fig, Path(output))
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output)
 
 
 def format_errors(errors: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -9,22 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gdlphys.io_utils import atomic_write
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # files only; no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+from gdlphys.figures import save_figure, subplots
 
 
 def read_metric_rows(metrics_csvs: Sequence[str | Path]) -> list[dict[str, str]]:
@@ -56,8 +41,7 @@ def plot_learning_curve(metrics_csvs: Sequence[str | Path], output: str | Path) 
         ("energy MAE (meV/atom)", ["val/energy_per_atom_mae"], "milli"),
         ("force MAE (meV/Å)", ["val/forces_mae"], "milli"),
     ]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = subplots(1, 3, figsize=(13, 3.8))
     for ax, (title, names, unit) in zip(axes, panels):
         for name in names:
             if name in series:
@@ -70,9 +54,7 @@ def plot_learning_curve(metrics_csvs: Sequence[str | Path], output: str | Path) 
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, output)
-    plt.close(fig)
-    return output
+    return save_figure(fig, output)
 
 
 def plot_parity(
@@ -83,9 +65,8 @@ def plot_parity(
     dipole: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Predicted against reference: energy per atom (relative to the mean), force and dipole components."""
-    plt = _pyplot()
     panels = 1 + (forces is not None) + (dipole is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.8), squeeze=False)
+    fig, axes = subplots(1, panels, figsize=(5.2 * panels, 4.8), squeeze=False)
     ref_e, pred_e = energies
     pairs = [(axes[0, 0], ref_e, pred_e, "energy per atom above the reference energies E0 (eV/atom)")]
     if forces is not None:
@@ -106,6 +87,4 @@ def plot_parity(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, Path(output))
-    plt.close(fig)
-    return Path(output)
+    return save_figure(fig, output)

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-from gdlphys.train.evaluate import DEBYE_PER_E_ANGSTROM as DEBYE  # noqa: E402
+from gdlphys.units import DEBYE_PER_E_ANGSTROM as DEBYE  # noqa: E402
 DRUGLIKE = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
     "theophylline": "Cn1c2nc[nH]c2c(=O)n(C)c1=O",
@@ -90,7 +90,7 @@ def main() -> None:
 
     from gdlphys.models.files import load_potential
     from gdlphys.predict import predict
-    from gdlphys.train.plots import _pyplot, _save
+    from gdlphys.figures import save_figure, subplots
 
     potential = load_potential(args.potential)
     frames = frame_errors(potential, md_frames(ROOT / "datasets" / "nci-xtb" / "druglike.h5"))
@@ -148,8 +148,7 @@ def main() -> None:
     }
     (out / "evaluation.json").write_text(json.dumps(summary, indent=1) + "\n")
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6))
+    fig, axes = subplots(1, 4, figsize=(19, 4.6))
     panels = [
         (axes[0], frames["forces"][0].ravel(), frames["forces"][1].ravel(), "MD force components (eV/Å)"),
         (axes[2], np.array(freq_ref), np.array(freq_pred), "harmonic frequencies (cm⁻¹)"),
@@ -169,7 +168,7 @@ def main() -> None:
     axes[3].set_title("relaxed geometry", fontsize=9)
     fig.suptitle(f"{args.potential} on {len(DRUGLIKE)} held-out drug-like molecules vs GFN2-xTB")
     fig.tight_layout()
-    _save(fig, out / "evaluation.png")
+    save_figure(fig, out / "evaluation.png")
     print(json.dumps({k: v for k, v in summary.items() if k != "per_molecule"}, indent=1))
     for row in rows:
         print(row)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from gdlphys import keys
-from gdlphys.graph import structure_graph
+from gdlphys.graph.structure import structure_graph
 
 
 class NeighbourListCache:
