@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from ase.md import velocitydistribution
-from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
+
+from gdlphys.nve import energy_statistics, initialise_velocities  # noqa: F401  (initialise_velocities: public here too)
 
 
 @dataclass
@@ -40,17 +40,6 @@ class MDReport:
             f"max |dE| {self.max_deviation_mev_per_atom:.4f} meV/atom, std {self.energy_std_mev_per_atom:.4f} meV/atom; "
             f"<T> {self.mean_temperature_k:.0f} K"
         )
-
-
-def initialise_velocities(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
-    """Maxwell-Boltzmann momenta at ``temperature_k``, no net momentum (nor rotation, for molecules)."""
-    if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the other name
-        velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
-    else:
-        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
 
 
 def run_md(
@@ -128,6 +117,7 @@ def run_md(
         if bar is not None:
             bar.close()
     e = np.asarray(energies)
+    stats = energy_statistics(e, timestep_fs, n)
     return MDReport(
         steps=steps,
         time_fs=steps * timestep_fs,
@@ -136,8 +126,8 @@ def run_md(
         steps_per_second=steps / elapsed,
         initial_energy_ev=float(e[0]),
         final_energy_ev=float(e[-1]),
-        drift_mev_per_atom=1000.0 * float(e[-1] - e[0]) / n,
-        max_deviation_mev_per_atom=1000.0 * float(np.max(np.abs(e - e[0]))) / n,
-        energy_std_mev_per_atom=1000.0 * float(np.std(e)) / n,
+        drift_mev_per_atom=stats["drift_mev_per_atom"],
+        max_deviation_mev_per_atom=stats["max_deviation_mev_per_atom"],
+        energy_std_mev_per_atom=stats["energy_std_mev_per_atom"],
         mean_temperature_k=float(np.mean(temperatures)),
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.data import chemical_symbols
 from ase.optimize import BFGS
 

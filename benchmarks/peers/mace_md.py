@@ -1,9 +1,8 @@
 """MD speed (and, on request, NVE energy drift) through mace-torch's ASE calculator.
 
 Runs in the peer environment (never imports gdlphys). Same integrator, time step,
-velocity initialisation and timing as the gdlphys side of the benchmark
-(gdlphys/bench/md.py): ASE VelocityVerlet, Maxwell-Boltzmann momenta from
-numpy's default_rng(seed), no net momentum (nor rotation for molecules).
+velocity initialisation, timing and statistics as the gdlphys side of the benchmark: the
+very lines of gdlphys/nve.py, loaded by path.
 
     python mace_md.py --model mace.model --structures a.xyz b.xyz --result out.json
 """
@@ -18,69 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
-TRACE_POINTS = 2000  # samples of E(t) kept for the drift plot (as gdlphys/bench/md.py)
+
+def _protocol():
+    """gdlphys/nve.py loaded by its path: the same velocity set-up, timing and statistics as the
+    gdlphys side, without importing gdlphys (whose e3nn differs from MACE's)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "gdlphys" / "nve.py"
+    spec = importlib.util.spec_from_file_location("gdlphys_nve_protocol", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+nve = _protocol()
 
 
 def initialise_velocities(atoms, temperature_k: float, seed: int) -> None:
-    from ase.md import velocitydistribution
-    from ase.md.velocitydistribution import Stationary, ZeroRotation
-
-    rng = np.random.default_rng(seed)
-    if hasattr(velocitydistribution, "thermalize_momenta"):
-        velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
-    else:
-        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
+    nve.initialise_velocities(atoms, temperature_k, np.random.default_rng(seed))
 
 
-def steps_per_second(atoms, timestep_fs: float, min_seconds: float, max_steps: int, warmup: int) -> dict:
-    """Run VelocityVerlet in growing chunks until ``min_seconds`` (or ``max_steps``) have passed."""
-    from ase import units
-    from ase.md.verlet import VelocityVerlet
-
-    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
-    dyn.run(warmup)  # first calls build caches; not timed
-    steps, elapsed, chunk = 0, 0.0, 1
-    while elapsed < min_seconds and steps < max_steps:
-        chunk = min(chunk, max_steps - steps)
-        start = time.perf_counter()
-        dyn.run(chunk)
-        elapsed += time.perf_counter() - start
-        steps += chunk
-        chunk *= 2
-    return {"steps": steps, "seconds": elapsed, "steps_per_second": steps / elapsed}
-
-
-def nve_drift(atoms, timestep_fs: float, steps: int) -> dict:
-    """Total energy along NVE: start -> end change, largest deviation and std, per atom (meV)."""
-    from ase import units
-    from ase.md.verlet import VelocityVerlet
-
-    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
-    energies = []
-    dyn.attach(lambda: energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy()), interval=1)
-    start = time.perf_counter()
-    dyn.run(steps)
-    seconds = time.perf_counter() - start
-    e, n = np.asarray(energies), len(atoms)
-    t = np.arange(len(e)) * timestep_fs / 1000.0  # ps
-    every = max(1, len(e) // TRACE_POINTS)
-    return {
-        "steps": steps,
-        "time_ps": steps * timestep_fs / 1000.0,
-        "drift_mev_per_atom": 1000.0 * float(e[-1] - e[0]) / n,
-        # slope of a least-squares line through E(t), times the run's length: the systematic part
-        # of the change, where the end-minus-start difference also holds the last step's oscillation
-        "fitted_drift_mev_per_atom": 1000.0 * float(np.polyfit(t, e, 1)[0] * t[-1]) / n,
-        "max_deviation_mev_per_atom": 1000.0 * float(np.max(np.abs(e - e[0]))) / n,
-        "energy_std_mev_per_atom": 1000.0 * float(np.std(e)) / n,
-        "finite": bool(np.all(np.isfinite(e))),
-        "steps_per_second": steps / seconds,
-        "trace_ps": t[::every].tolist(),  # E(t) - E(0), meV/atom, for the plot
-        "trace_mev_per_atom": (1000.0 * (e[::every] - e[0]) / n).tolist(),
-    }
+steps_per_second, nve_drift = nve.steps_per_second, nve.nve_drift
 
 
 def main() -> int:

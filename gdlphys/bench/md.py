@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
+from gdlphys import nve
 from gdlphys.bench.options import BenchOptions
 from gdlphys.bench.peers import run_peer
 from gdlphys.bench.report import Table, line_panels, trace_plot, write_report
@@ -31,7 +32,6 @@ from gdlphys.bench.systems import (
 GRIDS = [(1, 1, 1), (2, 2, 2), (4, 4, 6)]  # aspirin copies: 21, 168 and 2016 atoms
 TIMESTEP_FS = 0.5
 TEMPERATURE_K = 300.0
-TRACE_POINTS = 2000  # samples of E(t) kept for the drift plot
 FULL = {"grids": GRIDS, "min_seconds": 10.0, "max_steps": 100000, "warmup": 1}
 QUICK = {"grids": GRIDS[:2], "min_seconds": 0.5, "max_steps": 100, "warmup": 1}
 
@@ -41,56 +41,12 @@ def _log(message: str) -> None:
 
 
 def initialise_velocities(atoms: Atoms, temperature_k: float, seed: int) -> None:
-    """As in mace_md.py: Maxwell-Boltzmann from default_rng(seed), no net momentum or rotation."""
-    from gdlphys.md import initialise_velocities as gdlphys_velocities
-
-    gdlphys_velocities(atoms, temperature_k, np.random.default_rng(seed))
+    """The protocol's velocities (gdlphys.nve) from default_rng(seed), as the peer script draws them."""
+    nve.initialise_velocities(atoms, temperature_k, np.random.default_rng(seed))
 
 
-def steps_per_second(atoms: Atoms, timestep_fs: float, min_seconds: float, max_steps: int, warmup: int) -> dict:
-    """VelocityVerlet in doubling chunks until ``min_seconds`` (or ``max_steps``) have passed (as mace_md.py)."""
-    from ase.md.verlet import VelocityVerlet
-
-    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
-    dyn.run(warmup)
-    steps, elapsed, chunk = 0, 0.0, 1
-    while elapsed < min_seconds and steps < max_steps:
-        chunk = min(chunk, max_steps - steps)
-        start = time.perf_counter()
-        dyn.run(chunk)
-        elapsed += time.perf_counter() - start
-        steps += chunk
-        chunk *= 2
-    return {"steps": steps, "seconds": elapsed, "steps_per_second": steps / elapsed}
-
-
-def nve_drift(atoms: Atoms, timestep_fs: float, steps: int) -> dict:
-    """Total energy along NVE: start -> end change, largest deviation and std, per atom, meV (as mace_md.py)."""
-    from ase.md.verlet import VelocityVerlet
-
-    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
-    energies: list[float] = []
-    dyn.attach(lambda: energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy()), interval=1)
-    start = time.perf_counter()
-    dyn.run(steps)
-    seconds = time.perf_counter() - start
-    e, n = np.asarray(energies), len(atoms)
-    t = np.arange(len(e)) * timestep_fs / 1000.0  # ps
-    every = max(1, len(e) // TRACE_POINTS)
-    return {
-        "steps": steps,
-        "time_ps": steps * timestep_fs / 1000.0,
-        "drift_mev_per_atom": 1000.0 * float(e[-1] - e[0]) / n,
-        # slope of a least-squares line through E(t), times the run's length: the systematic part
-        # of the change, where the end-minus-start difference also holds the last step's oscillation
-        "fitted_drift_mev_per_atom": 1000.0 * float(np.polyfit(t, e, 1)[0] * t[-1]) / n,
-        "max_deviation_mev_per_atom": 1000.0 * float(np.max(np.abs(e - e[0]))) / n,
-        "energy_std_mev_per_atom": 1000.0 * float(np.std(e)) / n,
-        "finite": bool(np.all(np.isfinite(e))),
-        "steps_per_second": steps / seconds,
-        "trace_ps": t[::every].tolist(),  # E(t) - E(0), meV/atom, for the plot
-        "trace_mev_per_atom": (1000.0 * (e[::every] - e[0]) / n).tolist(),
-    }
+steps_per_second = nve.steps_per_second
+nve_drift = nve.nve_drift
 
 
 def _models(options: BenchOptions, work: Path, peer_python: Path):

@@ -1,9 +1,8 @@
 """CPU thread policy of the command line (the process's entry point, so the choice is ours).
 
 Intra-op threads only pay off on big tensors. On molecules they gain nothing on a quiet
-machine (ethanol: 17 training steps/s and 37 MD steps/s with one thread or two) and cost
-up to 4-5x as soon as another process shares the cores (OpenMP spin-waits: 60 -> 14.5
-MD steps/s). OMP_NUM_THREADS or --threads override the choice.
+machine and cost several times as soon as another process shares the cores (OpenMP
+spin-waits; docs/benchmarks.md). OMP_NUM_THREADS or --threads override the choice.
 """
 
 from __future__ import annotations

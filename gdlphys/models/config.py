@@ -32,7 +32,7 @@ class ModelConfig:
             the symmetric products of the atomic basis A_i up to ``correlation`` factors, coupled
             channel-wise to each irrep with element-dependent weights, then a linear map (no gate:
             the products are the nonlinearity). One "mace" layer sees up to ``correlation``
-            neighbours at once. Measured against "nequip" on aspirin-xtb in README.md ("The model").
+            neighbours at once. Measured against "nequip" in docs/model.md.
         correlation: correlation order nu of the "mace" product basis (MACE uses 3); 1 is linear
             in A_i. Ignored by "nequip".
     """

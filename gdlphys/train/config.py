@@ -27,10 +27,9 @@ class FitConfig:
             initial weights behind within tens of steps, not hundreds.
         batch_size: training structures per step; None (the default) picks about
             :data:`ATOMS_PER_BATCH` atoms a step from the training frames' mean size (2 aspirins,
-            5 ethanols), at least 1. Measured on aspirin, 15 min on one core: more, smaller
-            steps beat fewer large ones (test force MAE 61 meV/Å at 2 frames a step, 66 at 4,
-            72 at 8); a step's cost on the CPU grows with its atoms, so the count of atoms is
-            what to hold fixed.
+            5 ethanols), at least 1: more, smaller steps beat fewer large ones at equal time
+            (docs/model.md), and a step's cost on the CPU grows with its atoms, so the count of
+            atoms is what to hold fixed.
         valid_batch_size: validation structures per step.
         valid_fraction: held out for validation when no validation file is given.
         lr_schedule: "plateau": the LR drops by ``lr_factor`` after ``lr_patience`` epochs without
