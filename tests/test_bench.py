@@ -146,12 +146,8 @@ def test_nve_drift_reports_a_fitted_drift_and_a_trace(tmp_path):
     from ase.calculators.emt import EMT
     from ase.cluster import Icosahedron
 
-    from gdlphys.bench.md import (
-        TRACE_POINTS,
-        drift_plot,
-        initialise_velocities,
-        nve_drift,
-    )
+    from gdlphys.bench.md import drift_plot, initialise_velocities, nve_drift
+    from gdlphys.nve import TRACE_POINTS
 
     atoms = Icosahedron("Cu", 2)
     atoms.calc = EMT()

@@ -79,13 +79,13 @@ def potential_from_dict(blob: dict, source: str = "<dict>") -> Potential:
         state = dict(blob["state_dict"])
         # a per-species shift parameter existed up to gdlphys 0.1.0; it adds a constant that
         # the lone-atom anchoring cancels, except in format 1, where it is folded into E0 below
-        shift = state.pop(f"model.{len(state) and _last_module_index(state)}.shift", None) if version < 3 else None
         potential = Potential(
-            config, blob["species"], blob["reference_energies"], blob["avg_num_neighbors"], scale=1.0
+            config, blob["species"], blob["reference_energies"], blob["avg_num_neighbors"], scale=1.0,
+            dtype=getattr(torch, dtype),
         )
-        potential.to(getattr(torch, dtype))
         if version < 3:
             state = _named_state(state, potential)
+        shift = state.pop("model.scale_shift.shift", None)
         potential.load_state_dict(state)
         if version < 2:
             _anchor_version_1(potential, shift)
@@ -106,10 +106,6 @@ def _named_state(state: dict, potential: Potential) -> dict:
             parts[1] = names[int(parts[1])]
         renamed[".".join(parts)] = value
     return renamed
-
-
-def _last_module_index(state: dict) -> int:
-    return max(int(k.split(".")[1]) for k in state if k.startswith("model.") and k.split(".")[1].isdigit())
 
 
 def _anchor_version_1(potential: Potential, shift: torch.Tensor | None) -> None:
