@@ -80,14 +80,19 @@ def run(argv: list[str]) -> int:
     with FrameReader(cfg.train) as reader:
         mean_atoms = float(reader.num_atoms.mean())
         set_threads(cfg.threads, mean_atoms * fit.resolved_batch_size(mean_atoms))
+    from lightning.pytorch.utilities import rank_zero_only
+
     run_dir = Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(run_dir / "config.yaml") as tmp:
-        Path(tmp).write_text(parser.dump(cfg))
+    if rank_zero_only.rank == 0:  # data-parallel ranks run this command too
+        with atomic_write(run_dir / "config.yaml") as tmp:
+            Path(tmp).write_text(parser.dump(cfg))
     result = train_potential(
         cfg.train, run_dir, cfg.valid, model=model, fit=fit, trainer=trainer,
         max_time=cfg.max_time, max_epochs=cfg.max_epochs, progress=not cfg.quiet,
     )
+    if rank_zero_only.rank != 0:
+        return 0
     m = result.metrics
     print(
         f"trained {result.epochs} epochs; validation: energy MAE {1000 * m.get('val/energy_per_atom_mae', float('nan')):.2f} meV/atom, "

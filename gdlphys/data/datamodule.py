@@ -55,27 +55,71 @@ class GraphDataset(Dataset):
         return graph
 
 
-class EpochShuffler(Sampler[int]):
+class ShardedSampler(Sampler[int]):
+    """An epoch's order of frames (:meth:`epoch_order`, a function of seed and epoch alone), of
+    which rank ``rank`` of ``world_size`` data-parallel processes takes every ``world_size``-th.
+
+    Lightning shards only the samplers it knows, so ours shard themselves. Every rank gets the
+    same number of frames (the order is cut to a multiple of ``world_size``: uneven batch counts
+    would hang DDP), and the interleaving makes step k of the ranks together see exactly the
+    frames step k of one process with ``world_size`` times the batch would see.
+    """
+
+    def __init__(self, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of {world_size} processes")
+        self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def total(self) -> int:
+        """Frames in one epoch's order, before sharding."""
+        raise NotImplementedError
+
+    def epoch_order(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.total() // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.epoch_order()
+        usable = len(order) - len(order) % self.world_size
+        return iter(order[:usable][self.rank :: self.world_size].tolist())
+
+
+class EpochShuffler(ShardedSampler):
     """A fresh permutation of the training frames each epoch, a function of (seed, epoch) alone.
 
     Lightning calls ``set_epoch`` before every epoch, so a run resumed from an end-of-epoch
     checkpoint draws exactly the batches an uninterrupted run would have drawn.
     """
 
-    def __init__(self, num_samples: int, seed: int = 0) -> None:
+    def __init__(self, num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(seed, rank, world_size)
         self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
+    def total(self) -> int:
         return self.num_samples
 
+    def epoch_order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+
+
+class ShardedInOrder(Sampler[int]):
+    """Frames in file order, every ``world_size``-th from ``rank`` on, without padding (validation:
+    Lightning's DistributedSampler would repeat frames to even the ranks out and count them twice)."""
+
+    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = list(range(int(rank), int(num_samples), int(world_size)))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
     def __iter__(self) -> Iterator[int]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
-        return iter(order.tolist())
+        return iter(self.indices)
 
 
 def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,14 +191,23 @@ class FramesDataModule(L.LightningDataModule):
             self.replay_set, self.replay_held_out = Subset(replay, used.tolist()), Subset(replay, held_out.tolist())
             self.train_set = ConcatDataset([self.train_set, self.replay_set])
 
+    def ranks(self) -> tuple[int, int]:
+        """(rank, world size) of the data-parallel run this module serves ((0, 1) outside one)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def train_dataloader(self) -> DataLoader:
+        rank, world = self.ranks()
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=EpochShuffler(len(self.train_set), self.seed),
+            self.train_set, batch_size=self.batch_size, sampler=EpochShuffler(len(self.train_set), self.seed, rank, world),
             collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader:
+        rank, world = self.ranks()
         return DataLoader(
-            self.valid_set, batch_size=self.valid_batch_size, shuffle=False, collate_fn=collate,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            self.valid_set, batch_size=self.valid_batch_size, sampler=ShardedInOrder(len(self.valid_set), rank, world),
+            collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
         )

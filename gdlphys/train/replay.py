@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from gdlphys import keys
 from gdlphys.conversion import batch_to_atoms
-from gdlphys.data.datamodule import FramesDataModule, GraphDataset, file_sha256
+from gdlphys.data.datamodule import FramesDataModule, GraphDataset, ShardedSampler, file_sha256
 from gdlphys.data.hdf5 import FrameReader, read_hdf5
 from gdlphys.data.hdf5_writer import write_hdf5
 from gdlphys.graph import collate
@@ -188,26 +188,24 @@ def _collate_tagged(items) -> dict[str, torch.Tensor]:
     return collate(graphs)
 
 
-class ReplaySampler(Sampler[int]):
+class ReplaySampler(ShardedSampler):
     """Every new frame once per epoch, plus ``n_replay`` frames drawn afresh from the pool, shuffled
-    together; a function of (seed, epoch) alone, so a resumed run draws what it would have drawn."""
+    together; a function of (seed, epoch) alone, so a resumed run draws what it would have drawn
+    (sharded over data-parallel ranks as :class:`~gdlphys.data.datamodule.ShardedSampler` says)."""
 
-    def __init__(self, n_new: int, n_pool: int, n_replay: int, seed: int = 0) -> None:
-        self.n_new, self.n_pool, self.n_replay, self.seed = int(n_new), int(n_pool), min(int(n_replay), int(n_pool)), int(seed)
-        self.epoch = 0
+    def __init__(self, n_new: int, n_pool: int, n_replay: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(seed, rank, world_size)
+        self.n_new, self.n_pool, self.n_replay = int(n_new), int(n_pool), min(int(n_replay), int(n_pool))
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
+    def total(self) -> int:
         return self.n_new + self.n_replay
 
-    def __iter__(self):
+    def epoch_order(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, 1])
         replay = self.n_new + rng.choice(self.n_pool, self.n_replay, replace=False)
         order = np.concatenate([np.arange(self.n_new), replay])
         rng.shuffle(order)
-        return iter(order.tolist())
+        return order
 
 
 class ReplayDataModule(FramesDataModule):
@@ -244,7 +242,7 @@ class ReplayDataModule(FramesDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.replay_set is None:
             return super().train_dataloader()
-        sampler = ReplaySampler(len(self.new_train_set), len(self.replay_set), self.replay_per_epoch, self.seed)
+        sampler = ReplaySampler(len(self.new_train_set), len(self.replay_set), self.replay_per_epoch, self.seed, *self.ranks())
         return DataLoader(
             self.train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=_collate_tagged,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,

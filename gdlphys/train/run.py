@@ -87,6 +87,17 @@ def build_potential(model: ModelConfig, statistics: DatasetStatistics, seed: int
     return potential
 
 
+def data_parallel_strategy(strategy: Any) -> Any:
+    """``"ddp"`` as a DDP strategy that tolerates parameters without a gradient in a step: a dipole
+    head on frames without dipoles, or entries frozen for fine-tuning, take no part in the loss,
+    and plain DDP stops at the first step asking for ``find_unused_parameters``."""
+    if isinstance(strategy, str) and strategy in ("ddp", "ddp_spawn"):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True, start_method="popen" if strategy == "ddp" else "spawn")
+    return strategy
+
+
 def fit_task(
     task: PotentialTask,
     data: L.LightningDataModule,
@@ -108,6 +119,10 @@ def fit_task(
         trainer_options["max_epochs"] = 100
     trainer_options.setdefault("accelerator", "auto")
     trainer_options.setdefault("devices", 1)
+    # Our samplers shard themselves (Lightning replaces only samplers it knows, and its
+    # DistributedSampler would pad validation with repeated frames).
+    trainer_options.setdefault("use_distributed_sampler", False)
+    trainer_options["strategy"] = data_parallel_strategy(trainer_options.get("strategy", "auto"))
     if fit.grad_clip > 0:
         trainer_options.setdefault("gradient_clip_val", fit.grad_clip)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", save_top_k=1)
@@ -182,6 +197,8 @@ def train_potential(
         "validation": metrics,
         "statistics": statistics.__dict__,
     }
-    potential_path = save_potential(task.inference_potential, run_dir / POTENTIAL_FILENAME, metadata)
-    plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
+    potential_path = run_dir / POTENTIAL_FILENAME
+    if lightning_trainer.is_global_zero:  # one file, written once, under data-parallel training too
+        save_potential(task.inference_potential, potential_path, metadata)
+        plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
     return TrainResult(run_dir, potential_path, statistics, metrics, int(lightning_trainer.current_epoch))
