@@ -112,3 +112,17 @@ def test_killed_ddp_run_resumes_to_the_same_weights(data, tmp_path):
     for name in whole:
         torch.testing.assert_close(again[name], whole[name], rtol=1e-7, atol=1e-9, msg=name)
     assert np.isfinite(sum(float(v.double().sum()) for v in again.values() if v.is_floating_point()))
+
+
+def test_finetune_runs_under_ddp(tmp_path):
+    new = tmp_path / "nitrogen.h5"
+    write_hdf5(new, read_hdf5(ROOT / "datasets" / "nitrogen-xtb" / "train.h5", index=slice(0, 16)), method="GFN2-xTB")
+    run = tmp_path / "ft"
+    argv = [sys.executable, "-m", "gdlphys.cli", "finetune", "ethanol-xtb", "--train", str(new), "--valid-fraction", "0.25",
+            "--batch-size", "2", "--max-epochs", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+            "--trainer.devices", "2", "--quiet", "-o", str(run)]
+    done = subprocess.run(argv, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run / "potential.pt").is_file() and (run / "card.md").is_file()
+    assert done.stderr.count("potential: ") == 1

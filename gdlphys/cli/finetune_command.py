@@ -125,5 +125,9 @@ def run(argv: list[str]) -> int:
         config=config, fit=fit, trainer=trainer, max_time=cfg.max_time, max_epochs=cfg.max_epochs,
         progress=not cfg.quiet,
     )
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return 0
     print(f"fine-tuned {result.epochs} epochs\n{format_errors(result.errors)}\npotential: {result.potential_path}", file=sys.stderr)
     return 0

@@ -318,13 +318,15 @@ def finetune_potential(
         "errors": errors,
     }
     metadata = {**summary, "finetuned_from": setup.parent.source, "validation": metrics}
-    potential_path = save_potential(tuned, run_dir / POTENTIAL_FILENAME, metadata)
-    with atomic_write(run_dir / "finetune.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2))
-    with atomic_write(run_dir / "card.md") as tmp:
-        Path(tmp).write_text(finetune_card(summary))
-    plot_forgetting(errors, run_dir / "forgetting.png")
-    plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
+    potential_path = run_dir / POTENTIAL_FILENAME
+    if lightning_trainer.is_global_zero:  # data-parallel ranks write nothing twice
+        save_potential(tuned, potential_path, metadata)
+        with atomic_write(run_dir / "finetune.json") as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=2))
+        with atomic_write(run_dir / "card.md") as tmp:
+            Path(tmp).write_text(finetune_card(summary))
+        plot_forgetting(errors, run_dir / "forgetting.png")
+        plot_learning_curve(metrics_files(run_dir), run_dir / "learning_curve.png")
     return FinetuneResult(
         run_dir, potential_path, setup.added, summary["reference_energies"], errors,
         task.fully_frozen + task.partly_frozen, int(lightning_trainer.current_epoch), metrics,
