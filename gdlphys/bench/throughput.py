@@ -107,4 +107,6 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     ]
     bar_panels(options.out / "train.png", table.title, [("training frames/s", {"gdlphys": ours["frames_per_second"], "MACE": theirs["frames_per_second"]})])
     write_report(options.out, "train", [table], {"gdlphys": ours, "MACE": {**peer, **theirs}, "batch_size": BATCH_SIZE, "frames": n_train}, options.to_dict())
-    return [table]
+    from gdlphys.bench import scale_out  # every core: threads against data-parallel processes
+
+    return [table, *scale_out.run(options)]

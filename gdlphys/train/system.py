@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -77,7 +78,12 @@ class PotentialTask(L.LightningModule):
                 used = max(used, callback.time_elapsed("train") / callback._duration)
         return used
 
+    def on_train_epoch_end(self) -> None:
+        # wall time of the epoch's training steps (validation not included): accuracy per minute, throughput
+        self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, on_step=False)
+
     def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
         if self.stage == 1 and self.fit.stage_two_fraction > 0 and self.budget_used() >= 1.0 - self.fit.stage_two_fraction:
             self.stage = 2
             lr_note = ""
