@@ -1,0 +1,112 @@
+"""Non-finite numbers never reach a file or the optimiser: convert, the writer, labelling and training
+name the file, frame, key and atom, and a diverging fit stops without writing a potential."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ase.io
+import h5py
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from gdlphys.cli import main
+from gdlphys.data import FrameWriter, format_info, info, read_hdf5, write_hdf5
+from gdlphys.data.datamodule import GraphDataset
+from gdlphys.data.finite import NonFiniteError, SkippedFrameWarning, file_nonfinite
+from gdlphys.data.sampling import labelled_copy
+from gdlphys.models.files import save_potential
+from structures import tiny_potential
+
+ROOT = Path(__file__).resolve().parent.parent
+ETHANOL = ROOT / "datasets" / "ethanol-xtb" / "train.h5"
+TINY_CONFIG = """
+model: {cutoff: 4.0, num_features: 8, l_max: 1, num_layers: 1, num_basis: 6, radial_hidden: 16, readout_hidden: 8}
+fit: {batch_size: 4, valid_batch_size: 16, lr: 0.01, valid_fraction: 0.25}
+trainer: {accelerator: cpu}
+"""
+
+
+def labelled(k: int, periodic: bool = True, **bad) -> Atoms:
+    rng = np.random.default_rng(k)
+    atoms = Atoms("CH4", positions=rng.normal(size=(5, 3)) * 1.5, cell=np.eye(3) * 8.0 if periodic else None, pbc=periodic)
+    results = {"energy": float(rng.normal()), "forces": rng.normal(size=(5, 3)), "dipole": rng.normal(size=3)}
+    if periodic:
+        results["stress"] = rng.normal(size=6) * 1e-3
+    results.update(bad)
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def nan_at(shape: tuple[int, ...], index: tuple[int, ...], value: float = np.nan) -> np.ndarray:
+    array = np.ones(shape)
+    array[index] = value
+    return array
+
+
+# --------------------------------------------------------------------------- the HDF5 writer
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"energy": np.nan}, "frame 2: energy is not finite (nan)"),
+        ({"energy": -np.inf}, "frame 2: energy is not finite (-inf)"),
+        ({"stress": nan_at((6,), (4,))}, "frame 2: stress is not finite (nan)"),
+        ({"dipole": nan_at((3,), (0,), np.inf)}, "frame 2: dipole is not finite (inf)"),
+        ({"forces": nan_at((5, 3), (4, 2))}, "frame 2: forces of atom 4 is not finite (nan)"),
+    ],
+    ids=["nan-energy", "inf-energy", "nan-stress", "inf-dipole", "nan-force"],
+)
+def test_the_writer_refuses_a_non_finite_label_and_writes_nothing(tmp_path, bad, message):
+    output = tmp_path / "out.h5"
+    write_hdf5(output, [labelled(0)])
+    before = output.read_bytes()
+    with pytest.raises(ValueError) as excinfo:
+        write_hdf5(output, [labelled(0), labelled(1), labelled(2, **bad), labelled(3)])
+    assert str(excinfo.value).startswith(f"{output}: {message}")
+    assert output.read_bytes() == before and os.listdir(tmp_path) == ["out.h5"]  # the old file, untouched
+
+
+def test_the_writer_refuses_non_finite_positions_and_cells(tmp_path):
+    atoms = labelled(0)
+    cell = atoms.cell.array.copy()
+    cell[1, 1] = np.nan
+    atoms.set_cell(cell)
+    atoms.calc = SinglePointCalculator(atoms, energy=1.0)
+    with pytest.raises(ValueError, match="frame 0: cell is not finite"):
+        write_hdf5(tmp_path / "out.h5", [atoms])
+    atoms = Atoms("H2", positions=[[0, 0, 0], [np.nan, 0, 0]])
+    with pytest.raises(ValueError, match="frame 0: positions of atom 1 is not finite"):
+        write_hdf5(tmp_path / "out.h5", [atoms])
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_writer_can_skip_bad_frames_and_records_each(tmp_path):
+    output = tmp_path / "out.h5"
+    frames = [labelled(0), labelled(1, energy=np.nan), labelled(2), labelled(3, forces=nan_at((5, 3), (1, 0)))]
+    with pytest.warns(SkippedFrameWarning) as warned, FrameWriter(output, bad_frames="skip") as writer:
+        writer.extend(frames)
+    assert [(b.frame, b.key, b.atom) for b in writer.skipped] == [(1, "energy", None), (3, "forces", 1)]
+    assert [str(w.message) for w in warned] == [
+        f"skipped {output}: frame 1: energy is not finite (nan)",
+        f"skipped {output}: frame 3: forces of atom 1 is not finite (nan)",
+    ]
+    assert [a.get_potential_energy() for a in read_hdf5(output)] == [frames[0].get_potential_energy(), frames[2].get_potential_energy()]
+    with pytest.raises(ValueError, match="bad_frames must be one of"):
+        FrameWriter(tmp_path / "other.h5", bad_frames="ignore")
+
+
+def test_missing_labels_are_stored_as_nan_and_are_not_bad(tmp_path):
+    output = tmp_path / "partial.h5"
+    unlabelled = labelled(1, periodic=False)
+    unlabelled.calc = SinglePointCalculator(unlabelled, energy=2.0)  # no forces, dipole: NaN under a False mask
+    write_hdf5(output, [labelled(0, periodic=False), unlabelled])
+    assert file_nonfinite(output) == []
+    assert len(GraphDataset(output, cutoff=3.0)) == 2
+
+
