@@ -48,6 +48,53 @@ def nan_at(shape: tuple[int, ...], index: tuple[int, ...], value: float = np.nan
     return array
 
 
+# --------------------------------------------------------------------------- gdlphys data convert
+
+
+@pytest.fixture
+def extxyz_with_one_nan_force(tmp_path: Path) -> Path:
+    frames = [labelled(k) for k in range(5)]
+    frames[3].calc.results["forces"][2, 1] = np.nan
+    source = tmp_path / "md.extxyz"
+    ase.io.write(source, frames, format="extxyz")
+    return source
+
+
+def test_convert_refuses_a_nan_force_naming_input_frame_atom_and_key(extxyz_with_one_nan_force, tmp_path, capsys):
+    output = tmp_path / "out.h5"
+    assert main(["data", "convert", str(extxyz_with_one_nan_force), "-o", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert f"{extxyz_with_one_nan_force}: frame 3: forces of atom 2 is not finite (nan)" in err
+    assert "--skip-bad-frames" in err and err.count("\n") == 1  # one line, no traceback
+    assert sorted(os.listdir(tmp_path)) == ["md.extxyz"]  # nothing written, not even a temporary file
+
+
+def test_convert_skip_bad_frames_writes_the_rest_and_reports_each_skipped_one(extxyz_with_one_nan_force, tmp_path, capsys):
+    output = tmp_path / "out.h5"
+    assert main(["data", "convert", str(extxyz_with_one_nan_force), "-o", str(output), "--skip-bad-frames"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {extxyz_with_one_nan_force}: frame 3: forces of atom 2 is not finite (nan)" in err
+    assert "skipped 1 frame(s)" in err and "wrote 4 frames" in err
+    kept = read_hdf5(output)
+    source = ase.io.read(extxyz_with_one_nan_force, ":")
+    assert [a.get_potential_energy() for a in kept] == [source[k].get_potential_energy() for k in (0, 1, 2, 4)]
+    assert file_nonfinite(output) == []
+
+
+def test_convert_checks_positions_and_cell_too(tmp_path):
+    frames = [labelled(k) for k in range(3)]
+    frames[1].positions[4, 0] = np.inf
+    source = tmp_path / "bad.extxyz"
+    ase.io.write(source, frames, format="extxyz")
+    from gdlphys.data import convert
+
+    with pytest.raises(NonFiniteError, match=r"bad\.extxyz: frame 1: positions of atom 4 is not finite \(inf\)") as excinfo:
+        convert(source, tmp_path / "out.h5")
+    assert excinfo.value.path == source and excinfo.value.bad.atom == 4
+    with pytest.warns(SkippedFrameWarning, match="frame 1: positions of atom 4"):
+        assert convert(source, tmp_path / "out.h5", bad_frames="skip") == 2
+
+
 # --------------------------------------------------------------------------- the HDF5 writer
 
 
