@@ -157,3 +157,16 @@ def test_missing_labels_are_stored_as_nan_and_are_not_bad(tmp_path):
     assert len(GraphDataset(output, cutoff=3.0)) == 2
 
 
+# --------------------------------------------------------------------------- labelling
+
+
+def test_a_calculator_giving_nan_fails_the_label_naming_the_key():
+    atoms = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    failed = SinglePointCalculator(atoms, energy=np.nan, forces=np.zeros((3, 3)), dipole=np.zeros(3))
+    with pytest.raises(ValueError, match="non-finite label: energy is not finite"):
+        labelled_copy(atoms, failed)
+    failed = SinglePointCalculator(atoms, energy=-1.0, forces=nan_at((3, 3), (2, 2)), dipole=np.zeros(3))
+    with pytest.raises(ValueError, match="forces of atom 2 is not finite"):
+        labelled_copy(atoms, failed)
+
+
