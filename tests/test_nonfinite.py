@@ -170,3 +170,54 @@ def test_a_calculator_giving_nan_fails_the_label_naming_the_key():
         labelled_copy(atoms, failed)
 
 
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+@pytest.fixture
+def small_set(tmp_path) -> Path:
+    path = tmp_path / "small.h5"
+    write_hdf5(path, read_hdf5(ETHANOL, index=slice(0, 12)), method="GFN2-xTB")
+    return path
+
+
+def test_an_old_file_with_a_nan_label_fails_before_training(small_set, config, tmp_path, capsys):
+    with h5py.File(small_set, "r+") as f:  # as an older gdlphys could write it, past the writer's check
+        offsets = f["frames/offsets"][()]
+        forces = f["atoms/forces"]
+        forces[offsets[7] + 3, 1] = np.nan
+    run = tmp_path / "run"
+    args = ["train", "--train", str(small_set), "--config", str(config), "--max-epochs", "1", "--quiet", "true"]
+    assert main(args + ["-o", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{small_set}: frame 7: forces of atom 3 is not finite (nan)" in err and err.count("\n") == 1
+    assert not (run / "potential.pt").exists() and not (run / "checkpoints").exists()
+    summary = info(small_set)
+    assert summary["non_finite"] == {"frames": 1, "first": 7, "what": "forces of atom 3 is not finite (nan)"}
+    assert "non-finite  1 frames; first: frame 7: forces of atom 3" in format_info(summary)
+
+
+def test_a_diverging_fit_stops_with_a_named_error_and_writes_no_potential(small_set, config, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--train", str(small_set), "--config", str(config), "--max-epochs", "2", "--quiet", "true"]
+    # an absurd learning rate: the first Adam step moves every weight by ~1e30, the next forward overflows float32
+    assert main(args + ["--fit.lr", "1e30", "-o", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "gdlphys: error: non-finite training loss at epoch 0, step 1: " in err
+    assert "term is" in err and "fit.lr" in err
+    assert not (run / "potential.pt").exists()
+
+
+def test_a_potential_with_non_finite_weights_is_never_written(tmp_path):
+    potential = tiny_potential()
+    with torch.no_grad():
+        next(potential.parameters()).view(-1)[0] = float("inf")
+    with pytest.raises(FloatingPointError, match="potential.pt not written: the potential's weights .* are not finite"):
+        save_potential(potential, tmp_path / "run" / "potential.pt")
+    assert not (tmp_path / "run").exists()
