@@ -43,6 +43,11 @@ def register(sub) -> None:
     p.add_argument("--index", default=":", help="frames of each file, as ase.io.read's index (default all)")
     p.add_argument("--format", help="ase.io format when the file name does not tell")
     p.add_argument("--method", help="level of theory to record (e.g. PBE/def2-SVP)")
+    p.add_argument(
+        "--skip-bad-frames", action="store_true",
+        help="leave out frames whose positions, cell or labels hold a NaN or an infinity, naming each on stderr "
+        "(default: such a frame is an error)",
+    )
     p.set_defaults(handler=run_convert)
 
     p = dsub.add_parser("info", help="summary of an HDF5 frame file")
@@ -77,12 +82,24 @@ def run_label(args) -> int:
 
 def run_convert(args) -> int:
     from gdlphys.data.convert import convert
+    from gdlphys.data.finite import NonFiniteError
 
-    n = convert(
-        args.inputs, args.output, energy_key=args.energy_key, forces_key=args.forces_key,
-        stress_key=args.stress_key, dipole_key=args.dipole_key, index=args.index, format=args.format,
-        method=args.method,
-    )
+    skipped = []
+
+    def report(bad) -> None:
+        skipped.append(bad)
+        print(f"gdlphys: skipped {bad}", file=sys.stderr)
+
+    try:
+        n = convert(
+            args.inputs, args.output, energy_key=args.energy_key, forces_key=args.forces_key,
+            stress_key=args.stress_key, dipole_key=args.dipole_key, index=args.index, format=args.format,
+            method=args.method, bad_frames="skip" if args.skip_bad_frames else "error", on_skip=report,
+        )
+    except NonFiniteError as err:
+        raise ValueError(f"{err} (--skip-bad-frames leaves such frames out)") from err
+    if skipped:
+        print(f"gdlphys: skipped {len(skipped)} frame(s) holding NaN or infinite values", file=sys.stderr)
     print(f"wrote {n} frames to {args.output}", file=sys.stderr)
     return 0
 

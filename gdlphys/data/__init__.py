@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from gdlphys.data.convert import convert
+from gdlphys.data.finite import NonFiniteError, SkippedFrameWarning
 from gdlphys.data.hdf5 import FORMAT_VERSION, DataFormatError, FrameReader, read_hdf5
 from gdlphys.data.hdf5_writer import FrameWriter, write_hdf5
 from gdlphys.data.summary import format_info, info
@@ -25,6 +26,8 @@ __all__ = [
     "FrameWriter",
     "LabelFailure",
     "LabelResult",
+    "NonFiniteError",
+    "SkippedFrameWarning",
     "convert",
     "format_info",
     "info",

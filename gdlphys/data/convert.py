@@ -6,12 +6,15 @@ the key must be in every frame, searched in ``atoms.calc.results``,
 one is an error naming the file, frame and key. Without a key the standard
 name (``energy``, ``forces``, ``stress``, ``dipole``) is taken where present.
 Values are copied, never recomputed, so a round trip is exact to the bit.
+A frame whose positions, cell or labels hold a NaN or an infinity is an error
+naming the input file, frame, key and atom, or is skipped (``bad_frames="skip"``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from gdlphys.conversion import stress_to_voigt
+from gdlphys.data.finite import NonFinite, NonFiniteError, SkippedFrameWarning, check_bad_frames, first_nonfinite
 from gdlphys.data.hdf5 import DataFormatError
 from gdlphys.data.hdf5_writer import FrameWriter
 
@@ -77,13 +81,18 @@ def convert(
     format: str | None = None,
     method: str | None = None,
     software: str | None = None,
+    bad_frames: str = "error",
+    on_skip: Callable[[NonFinite], None] | None = None,
 ) -> int:
     """Convert the frames of ``inputs`` (read with ``ase.io``) into one HDF5 file; return the frame count.
 
     ``index`` selects frames of each input, as in ``ase.io.read``; ``format`` is
     passed to ASE when it cannot tell from the file name. The output is written
-    atomically: on any error it is left as it was.
+    atomically: on any error it is left as it was. A frame holding a NaN or an
+    infinity is an error (``bad_frames="error"``) or is left out (``"skip"``) and
+    reported to ``on_skip`` (default: a :class:`SkippedFrameWarning`), naming the input.
     """
+    check_bad_frames(bad_frames)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]
@@ -101,6 +110,15 @@ def convert(
                     labels = frame_labels(atoms, keys)
                 except ValueError as exc:
                     raise DataFormatError(path, f"frame {k}: {exc}") from None
+                bad = first_nonfinite({"positions": atoms.positions, "cell": atoms.cell.array, **labels}, path, k)
+                if bad is not None:
+                    if bad_frames == "error":
+                        raise NonFiniteError(bad)
+                    if on_skip is not None:
+                        on_skip(bad)
+                    else:
+                        warnings.warn(f"skipped {bad}", SkippedFrameWarning, stacklevel=2)
+                    continue
                 frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
                 if labels:
                     frame.calc = SinglePointCalculator(frame, **labels)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from gdlphys.conversion import frame_to_graph
+from gdlphys.data.finite import check_file_finite
 from gdlphys.data.hdf5 import FrameReader
 from gdlphys.graph import collate
 
@@ -28,12 +29,14 @@ def file_sha256(path: str | Path) -> str:
 class GraphDataset(Dataset):
     """Frames of one HDF5 file as graph dicts; the file is opened lazily in each worker.
 
-    Neighbour lists of a frame never change, so they are computed once and kept.
+    Neighbour lists of a frame never change, so they are computed once and kept. A file holding
+    a NaN or an infinity (written by an older gdlphys) fails here, naming the frame, key and atom.
     """
 
     def __init__(self, path: str | Path, cutoff: float, dtype: torch.dtype = torch.float32, cache: bool = True) -> None:
         self.path = Path(path)
         self.reader = FrameReader(self.path)
+        check_file_finite(self.path)  # one vectorised pass over the columns, before any training step
         self.cutoff = float(cutoff)
         self.dtype = dtype
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None

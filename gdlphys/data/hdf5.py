@@ -196,6 +196,10 @@ class FrameReader:
         """[n_frames] int64: atoms per frame (for batching by size without reading frames)."""
         return np.diff(self._offsets)
 
+    def mask(self, field: str) -> np.ndarray:
+        """[n_frames] bool: which frames carry the label ``field``."""
+        return self._masks[field].copy()
+
     def has(self, field: str, k: int) -> bool:
         """Whether frame k carries the label ``field``."""
         return field in self._masks and bool(self._masks[field][self._index(k)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from ase import Atoms
 
 from gdlphys.conversion import stress_to_voigt
+from gdlphys.data.finite import NonFinite, NonFiniteError, SkippedFrameWarning, check_bad_frames, first_nonfinite
 from gdlphys.data.hdf5 import (
     CHUNK_ROWS,
     COMPRESSION,
@@ -50,9 +52,9 @@ def _stale(atoms: Atoms) -> bool:
         return False
     if (
         len(ref) == len(atoms)
-        and np.array_equal(ref.positions, atoms.positions)
+        and np.array_equal(ref.positions, atoms.positions, equal_nan=True)  # NaN positions: named later, not "stale"
         and np.array_equal(ref.numbers, atoms.numbers)
-        and np.array_equal(ref.cell.array, atoms.cell.array)
+        and np.array_equal(ref.cell.array, atoms.cell.array, equal_nan=True)
         and np.array_equal(ref.pbc, atoms.pbc)
     ):
         return False
@@ -109,6 +111,12 @@ class FrameWriter:
     ``close()`` (or at the end of a ``with`` block without exception): a crash or
     kill leaves ``path`` as it was. ``append=True`` continues an existing file
     (copied to the temporary name first).
+
+    A frame whose positions, cell or labels hold a NaN or an infinity is refused with
+    ``bad_frames="error"`` (a ValueError naming this file, the frame, the key and the atom;
+    nothing of it is written) or, with ``"skip"``, left out, recorded in ``skipped`` and
+    warned about (:class:`SkippedFrameWarning`). Frame numbers count the frames given to
+    the writer (after those of an appended file), skipped ones included.
     """
 
     def __init__(
@@ -120,8 +128,11 @@ class FrameWriter:
         attrs: Mapping[str, Any] | None = None,
         append: bool = False,
         buffer_frames: int = 1024,
+        bad_frames: str = "error",
     ):
         self.path = Path(path)
+        self.bad_frames = check_bad_frames(bad_frames)
+        self.skipped: list[NonFinite] = []
         self._buffer_frames = max(1, int(buffer_frames))
         self._buffer: list[dict[str, Any]] = []
         self._pending = AtomicWrite(self.path)
@@ -157,6 +168,7 @@ class FrameWriter:
         except BaseException:
             self.abort()
             raise
+        self._offered = self._n_frames  # the number of the next frame given, skipped ones counted
 
     def _check_appendable(self) -> None:
         """Datasets must be resizable; labels stored without a mask get an all-true one."""
@@ -180,7 +192,16 @@ class FrameWriter:
     def append(self, atoms: Atoms) -> None:
         if self.closed:
             raise ValueError(f"writer for {self.path} is closed")
-        self._buffer.append(_frame_from_atoms(atoms, self.n_frames))
+        k, self._offered = self._offered, self._offered + 1
+        frame = _frame_from_atoms(atoms, k)
+        bad = first_nonfinite(frame, self.path, k)
+        if bad is not None:
+            if self.bad_frames == "error":
+                raise NonFiniteError(bad, "; bad_frames='skip' leaves such frames out")
+            self.skipped.append(bad)
+            warnings.warn(f"skipped {bad}", SkippedFrameWarning, stacklevel=2)
+            return
+        self._buffer.append(frame)
         if len(self._buffer) >= self._buffer_frames:
             self._write_buffer()
 
@@ -300,8 +321,12 @@ def write_hdf5(
     method: str | None = None,
     software: str | None = None,
     attrs: Mapping[str, Any] | None = None,
+    bad_frames: str = "error",
 ) -> int:
-    """Write frames (labels from ``atoms.calc.results``) to ``path`` atomically; return the frame count."""
-    with FrameWriter(path, method=method, software=software, attrs=attrs) as writer:
+    """Write frames (labels from ``atoms.calc.results``) to ``path`` atomically; return the frame count.
+
+    A frame holding a NaN or an infinity fails the write (``bad_frames="error"``: ``path`` is left
+    as it was) or is left out with a :class:`SkippedFrameWarning` naming it (``"skip"``)."""
+    with FrameWriter(path, method=method, software=software, attrs=attrs, bad_frames=bad_frames) as writer:
         writer.extend(frames)
         return writer.n_frames

@@ -152,9 +152,12 @@ def _sample_molecule(
         cache: dict = {}  # the conformer's relaxed minimum and modes, shared by its normal-mode samplings
         for s, sampler in enumerate(samplers):
             rng = np.random.default_rng([seed, c, s])
-            sampled, cost = sampler.sample(
-                start, tblite_calculator(method), lambda a: label_atoms(a, method), rng, on_frame, cache
-            )
+            try:
+                sampled, cost = sampler.sample(
+                    start, tblite_calculator(method), lambda a: label_atoms(a, method), rng, on_frame, cache
+                )
+            except ValueError as exc:  # e.g. a non-finite label: say which conformer and sampling
+                raise ValueError(f"conformer {c}, {sampler.kind} sampling at {sampler.temperature:g} K: {exc}") from exc
             frames.extend(sampled)
             calls += cost
     return _Molecule(frames, calls, time.perf_counter() - begin)

@@ -30,13 +30,17 @@ from ase.md import velocitydistribution
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 
+from gdlphys.data.finite import first_nonfinite
+
 __all__ = ["MDSampling", "NormalModeSampling", "SAMPLINGS", "harmonic_displacements", "labelled_copy", "normal_modes"]
 
 SAMPLINGS = ("md", "normal-modes")
 
 
 def labelled_copy(atoms: Atoms, calc: Calculator) -> Atoms:
-    """A copy of ``atoms`` whose SinglePointCalculator holds ``calc``'s results (energy, forces, dipole; stress if periodic)."""
+    """A copy of ``atoms`` whose SinglePointCalculator holds ``calc``'s results (energy, forces, dipole; stress if periodic).
+
+    A NaN or an infinity in the geometry or the results (a failed SCF) is a ValueError naming the key and atom."""
     frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     results = {
         "energy": calc.get_potential_energy(atoms),
@@ -45,6 +49,9 @@ def labelled_copy(atoms: Atoms, calc: Calculator) -> Atoms:
     }
     if atoms.pbc.any():
         results["stress"] = calc.get_stress(atoms)
+    bad = first_nonfinite({"positions": frame.positions, "cell": frame.cell.array, **results})
+    if bad is not None:
+        raise ValueError(f"{type(calc).__name__} gave a non-finite label: {bad.what}")
     frame.calc = SinglePointCalculator(frame, **results)
     if "smiles" in atoms.info:
         frame.info["smiles"] = atoms.info["smiles"]

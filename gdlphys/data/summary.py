@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gdlphys.data.finite import file_nonfinite
 from gdlphys.data.hdf5 import PROVENANCE, RESERVED_ATTRS, UNITS, FrameReader, open_h5
 
 __all__ = ["format_info", "info"]
@@ -49,6 +50,8 @@ def info(path: str | os.PathLike, *, block_rows: int = 1 << 20) -> dict[str, Any
                 total += float(np.square(block, dtype=np.float64).sum())
                 count += block.size
             summary["forces_rms"] = float(np.sqrt(total / count)) if count else None
+    bad = file_nonfinite(reader.path, block_rows=block_rows)
+    summary["non_finite"] = {"frames": len(bad), "first": bad[0].frame if bad else None, "what": bad[0].what if bad else None}
     from ase.data import chemical_symbols
 
     summary["elements"] = {chemical_symbols[z]: int(c) for z, c in enumerate(counts) if c}
@@ -78,6 +81,9 @@ def format_info(summary: Mapping[str, Any]) -> str:
         )
     if summary.get("forces_rms") is not None:
         lines.append(f"forces RMS  {summary['forces_rms']:.6g} {summary['units']['forces']}")
+    bad = summary.get("non_finite")
+    if bad and bad["frames"]:
+        lines.append(f"non-finite  {bad['frames']} frames; first: frame {bad['first']}: {bad['what']}")
     lines.append("units       " + ", ".join(f"{k}: {v}" for k, v in summary["units"].items()))
     lines.append("provenance  " + ", ".join(f"{k}: {v}" for k, v in summary["provenance"].items()))
     for key, value in summary["attrs"].items():

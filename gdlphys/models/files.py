@@ -120,10 +120,16 @@ def _anchor_version_1(potential: Potential, shift: torch.Tensor | None) -> None:
 
 
 def save_potential(potential: Potential, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write atomically: a kill mid-write leaves the old file or the new one."""
+    """Write atomically: a kill mid-write leaves the old file or the new one.
+
+    Weights holding a NaN or an infinity (a diverged fit) are a FloatingPointError: such a file
+    would predict NaN for every structure, so it is never written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = potential_to_dict(potential, metadata if metadata is not None else potential.metadata)
+    for name, value in blob["state_dict"].items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise FloatingPointError(f"{path} not written: the potential's weights {name} are not finite (a diverged fit?)")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         torch.save(blob, tmp)
     return path

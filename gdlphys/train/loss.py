@@ -88,3 +88,17 @@ def loss_terms(
         raise ValueError("the batch has no label that the potential predicts (energy, forces, stress or dipole)")
     parts["loss"] = sum(weights[name] * value for name, value in parts.items())
     return parts
+
+
+def check_finite_loss(parts: Mapping[str, torch.Tensor], epoch: int, step: int) -> None:
+    """Raise FloatingPointError naming the non-finite terms of a training loss: a NaN step would
+    make every weight NaN, and the run would go on to write a potential that predicts NaN."""
+    if bool(torch.isfinite(parts["loss"])):  # one device sync a step (the forward already makes one)
+        return
+    bad = [f"{name} term is {float(value.detach())}" for name, value in parts.items() if name != "loss" and not torch.isfinite(value)]
+    what = ", ".join(bad) or f"loss is {float(parts['loss'].detach())}"
+    raise FloatingPointError(
+        f"non-finite training loss at epoch {epoch}, step {step}: {what}; "
+        "training stopped. The data were checked finite when read, so the fit diverged or a label is far off: "
+        "try a lower fit.lr or fit.dtype float64, and see the label ranges with gdlphys data info FILE"
+    )

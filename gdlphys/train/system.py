@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from gdlphys import keys
 from gdlphys.models.potential import Potential
 from gdlphys.train.config import FitConfig
-from gdlphys.train.loss import loss_terms, term_weights
+from gdlphys.train.loss import check_finite_loss, loss_terms, term_weights
 from gdlphys.train.metrics import ErrorMetrics
 
 
@@ -127,6 +127,7 @@ class PotentialTask(L.LightningModule):
         batch = self.graph_weights(batch)
         pred = self._predict(self.potential, batch, training=True)
         parts = self._loss(pred, batch, self.stage)
+        check_finite_loss(parts, self.current_epoch, self.global_step)
         n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
         for name, value in parts.items():
             self.log(f"train/{name}", value.detach(), batch_size=n_graphs, prog_bar=name == "loss", on_epoch=True, on_step=False)
