@@ -126,3 +126,16 @@ def test_finetune_runs_under_ddp(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "potential.pt").is_file() and (run / "card.md").is_file()
     assert done.stderr.count("potential: ") == 1
+
+
+def test_a_diverging_ddp_run_stops_on_every_rank_and_writes_no_potential(data, tmp_path):
+    run = tmp_path / "nan"
+    argv = [sys.executable, "-m", "gdlphys.cli", "train", "--train", str(data["train"]), "--valid", str(data["valid"]),
+            "--model.num_features", "8", "--model.num_layers", "1", "--fit.batch_size", "2", "--fit.lr", "1e30",
+            "--max-epochs", "3", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+            "--quiet", "true", "-o", str(run)]
+    done = subprocess.run(argv, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)  # a rank left waiting in an all-reduce would hang until this timeout
+    assert done.returncode != 0
+    assert "non-finite" in done.stderr
+    assert not (run / "potential.pt").exists()

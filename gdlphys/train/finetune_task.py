@@ -243,6 +243,7 @@ class FinetuneTask(PotentialTask):
         return self.old_lr_factor * min(1.0, (self.global_step + 1) / self.old_lr_warmup)
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
         self._factor = self.old_factor()
         if self._factor < 1.0:
             parameters = dict(self.potential.named_parameters())

@@ -127,11 +127,28 @@ class PotentialTask(L.LightningModule):
         batch = self.graph_weights(batch)
         pred = self._predict(self.potential, batch, training=True)
         parts = self._loss(pred, batch, self.stage)
-        check_finite_loss(parts, self.current_epoch, self.global_step)
+        if self.world_size == 1:  # data-parallel: the all-reduced gradients are checked instead
+            check_finite_loss(parts, self.current_epoch, self.global_step)
         n_graphs = int(batch[keys.NUM_ATOMS].shape[0])
         for name, value in parts.items():
             self.log(f"train/{name}", value.detach(), batch_size=n_graphs, prog_bar=name == "loss", on_epoch=True, on_step=False)
         return parts["loss"]
+
+    @property
+    def world_size(self) -> int:
+        """Data-parallel processes of the run (1 without a Trainer, e.g. a step taken by hand)."""
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # after DDP's all-reduce every rank holds the same gradients, so all stop together
+        # (one rank raising alone would leave the others waiting in the next all-reduce)
+        if self.world_size > 1:
+            grads = [p.grad for p in self.potential.parameters() if p.grad is not None]
+            if grads and not bool(torch.isfinite(torch.stack([g.detach().abs().sum() for g in grads]).sum())):
+                raise FloatingPointError(
+                    f"non-finite gradients at epoch {self.current_epoch}, step {self.global_step} (data-parallel "
+                    "training): the fit diverged or a label is far off; try a lower fit.lr or fit.dtype float64"
+                )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema is not None:
