@@ -26,20 +26,66 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def memory_limit_bytes() -> int:
+    """What this process may use: the smaller of the memory available now and a cgroup limit."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            limits.append(int(text))
+    return min(limits) if limits else 8 << 30
+
+
+def default_cache_bytes() -> int:
+    """Graphs a dataset keeps in memory by default: a quarter of :func:`memory_limit_bytes`
+    (``GDLPHYS_CACHE_MB`` overrides it; 0 streams every frame from the file)."""
+    import os
+
+    if os.environ.get("GDLPHYS_CACHE_MB"):
+        return int(float(os.environ["GDLPHYS_CACHE_MB"]) * (1 << 20))
+    return memory_limit_bytes() // 4
+
+
 class GraphDataset(Dataset):
     """Frames of one HDF5 file as graph dicts; the file is opened lazily in each worker.
 
-    Neighbour lists of a frame never change, so they are computed once and kept. A file holding
-    a NaN or an infinity (written by an older gdlphys) fails here, naming the frame, key and atom.
+    Neighbour lists of a frame never change, so graphs are kept once built, up to
+    ``cache_bytes`` (default :func:`default_cache_bytes`: a share of the memory this process may
+    use, split between loader workers); past that, frames stream from the file, so a dataset
+    larger than memory trains in bounded memory. A file holding a NaN or an infinity (written
+    by an older gdlphys) fails here, naming the frame, key and atom.
     """
 
-    def __init__(self, path: str | Path, cutoff: float, dtype: torch.dtype = torch.float32, cache: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, cutoff: float, dtype: torch.dtype = torch.float32, cache: bool = True,
+        cache_bytes: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.reader = FrameReader(self.path)
         check_file_finite(self.path)  # one vectorised pass over the columns, before any training step
         self.cutoff = float(cutoff)
         self.dtype = dtype
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+        self.cache_bytes = cache_bytes
+        self._cached_bytes = 0
+        self._budget_bytes: int | None = None  # fixed on first use, in the process that uses it
+
+    def _budget(self) -> int:
+        if self._budget_bytes is None:
+            info = torch.utils.data.get_worker_info()
+            shared = default_cache_bytes() // (info.num_workers if info is not None else 1)
+            self._budget_bytes = int(self.cache_bytes) if self.cache_bytes is not None else shared
+        return self._budget_bytes
 
     def __len__(self) -> int:
         return len(self.reader)
@@ -54,7 +100,10 @@ class GraphDataset(Dataset):
                 raise
             raise ValueError(f"{self.path}, frame {index}: {err}") from err
         if self._cache is not None:
-            self._cache[index] = graph
+            size = sum(t.numel() * t.element_size() for t in graph.values())
+            if self._cached_bytes + size <= self._budget():
+                self._cache[index] = graph
+                self._cached_bytes += size
         return graph
 
 

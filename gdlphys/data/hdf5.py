@@ -241,6 +241,14 @@ class FrameReader:
             raise DataFormatError(self.path, f"cannot read frame {k}: {exc}") from None
         return frame
 
+    def elements(self, block: int = 1 << 22) -> list[int]:
+        """The atomic numbers present in the file, sorted (read in blocks: no whole-column copy)."""
+        column = self._dataset("atoms/numbers")
+        seen: set[int] = set()
+        for start in range(0, column.shape[0], block):
+            seen.update(int(z) for z in np.unique(column[start : start + block]))
+        return sorted(seen)
+
     def smiles(self, k: int) -> str | None:
         """The SMILES frame k was generated from, if the file records one."""
         if not self._has_smiles:

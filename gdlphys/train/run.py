@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
@@ -70,6 +71,39 @@ class TrainResult:
     statistics: DatasetStatistics
     metrics: dict[str, float]
     epochs: int
+
+
+STATISTICS_FRAMES = 50_000  # frames the normalisation is estimated on (E0, force RMS, neighbour count)
+
+
+def training_sample(train_set, seed: int, limit: int = STATISTICS_FRAMES):
+    """The training graphs the statistics are computed on: all of them, or a seeded ``limit`` of a
+    larger set (E0 and the RMS are settled long before; a file larger than memory is not read whole)."""
+    n = len(train_set)
+    indices = range(n) if n <= limit else sorted(np.random.default_rng([seed, 3]).choice(n, limit, replace=False).tolist())
+    return (train_set[i] for i in indices)
+
+
+def training_elements(train_set) -> list[int] | None:
+    """Every element of the training files (a sample could miss a rare one), or None for a dataset of graphs."""
+    readers = [d.reader for d in _graph_datasets(train_set)]
+    if not readers:
+        return None
+    return sorted({z for reader in readers for z in reader.elements()})
+
+
+def _graph_datasets(dataset) -> list:
+    from torch.utils.data import ConcatDataset, Subset
+
+    from gdlphys.data.datamodule import GraphDataset
+
+    if isinstance(dataset, GraphDataset):
+        return [dataset]
+    if isinstance(dataset, Subset):
+        return _graph_datasets(dataset.dataset)
+    if isinstance(dataset, ConcatDataset):
+        return [d for part in dataset.datasets for d in _graph_datasets(part)]
+    return []
 
 
 def build_potential(model: ModelConfig, statistics: DatasetStatistics, seed: int, dtype: torch.dtype) -> Potential:
@@ -180,7 +214,10 @@ def train_potential(
         valid_fraction=fit.valid_fraction, seed=fit.seed, num_workers=fit.num_workers, dtype=dtype,
     )
     data.setup("fit")
-    statistics = compute_statistics(data.train_set[i] for i in range(len(data.train_set)))
+    sampled = len(data.train_set) > STATISTICS_FRAMES  # then a rare element may be missing from the sample
+    statistics = compute_statistics(
+        training_sample(data.train_set, fit.seed), species=training_elements(data.train_set) if sampled else None
+    )
     if progress:
         print(f"gdlphys train: {len(data.train_set)} training / {len(data.valid_set)} validation frames; {statistics.summary()}", file=sys.stderr)
     task = PotentialTask(build_potential(model, statistics, fit.seed, dtype), fit)
