@@ -8,7 +8,9 @@ charge otherwise.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from contextlib import contextmanager
 
 import numpy as np
@@ -16,7 +18,7 @@ from ase import Atoms
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, Descriptors
 
-__all__ = ["parse_smiles", "smiles_to_atoms"]
+__all__ = ["parse_smiles", "read_smiles_file", "smiles_to_atoms"]
 
 
 @contextmanager
@@ -106,3 +108,17 @@ def smiles_to_atoms(smiles: str, *, n_conformers: int = 1, seed: int = 0, optimi
         atoms.info["conformer"] = i
         conformers.append(atoms)
     return conformers
+
+
+def read_smiles_file(path: str | os.PathLike) -> list[str]:
+    """The SMILES of a ``.smi``-style file: the first field of each line; blank lines and ``#`` comments skipped.
+
+    Lines are not checked here: a bad one fails on its own when it is labelled (and is reported)."""
+    smiles = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            smiles.append(line.split()[0])
+    if not smiles:
+        raise ValueError(f"{path}: no SMILES found (one per line, first field)")
+    return smiles

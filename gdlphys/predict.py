@@ -72,21 +72,10 @@ def _dipole(atoms: Atoms) -> np.ndarray | None:
     return np.asarray(calc.get_property("dipole", atoms), dtype=float)
 
 
-def properties_of(
-    conformers: list[Atoms], calc, *, hessian: str, fmax: float, max_steps: int, temperature_k: float, pressure_pa: float
-) -> dict:
-    """Relax every conformer, keep the lowest, and compute its properties with ``calc``."""
-    relaxed = [_relax(c, calc, fmax, max_steps) for c in conformers]
-    energies = [e for _, e, _ in relaxed]
-    best, energy, _ = relaxed[int(np.argmin(energies))]
-    best.calc = calc
-    if hessian == "autograd":
-        matrix = hessian_autograd(calc.potentials, calc.graph(best))
-    else:
-        matrix = hessian_finite_differences(best)
+def _properties(best: Atoms, energy: float, energies: list[float], matrix: np.ndarray, dipole: np.ndarray | None,
+                temperature_k: float, pressure_pa: float) -> dict:
     modes = harmonic_modes(best, matrix)
     thermo = ideal_gas_thermochemistry(best, energy, modes, temperature_k, pressure_pa)
-    dipole = _dipole(best)
     return {
         "numbers": best.numbers.tolist(),
         "positions": best.positions.tolist(),
@@ -104,6 +93,50 @@ def properties_of(
     }
 
 
+def properties_of(
+    conformers: list[Atoms], calc, *, hessian: str, fmax: float, max_steps: int, temperature_k: float, pressure_pa: float
+) -> dict:
+    """Relax every conformer, keep the lowest, and compute its properties with ``calc``."""
+    relaxed = [_relax(c, calc, fmax, max_steps) for c in conformers]
+    energies = [e for _, e, _ in relaxed]
+    best, energy, _ = relaxed[int(np.argmin(energies))]
+    best.calc = calc
+    if hessian == "autograd":
+        matrix = hessian_autograd(calc.potentials, calc.graph(best))
+    else:
+        matrix = hessian_finite_differences(best)
+    return _properties(best, energy, energies, matrix, _dipole(best), temperature_k, pressure_pa)
+
+
+def properties_of_many(
+    molecules: list[list[Atoms]], calc, *, fmax: float, max_steps: int, temperature_k: float, pressure_pa: float,
+    batch_size: int = 16,
+) -> list[dict]:
+    """:func:`properties_of` for many molecules at once (their conformers relaxed together in
+    batched graphs, the lowest ones' Hessians and dipoles batched too; :mod:`gdlphys.batch`)."""
+    from gdlphys.batch import evaluate_many, hessians_many, relax_many
+
+    flat = [conformer for conformers in molecules for conformer in conformers]
+    relaxed = relax_many(flat, calc, fmax=fmax, steps=max_steps, batch_size=batch_size)
+    bests, energies_of = [], []
+    start = 0
+    for conformers in molecules:
+        mine = relaxed[start : start + len(conformers)]
+        start += len(conformers)
+        energies = [e for _, e, _ in mine]
+        energies_of.append(energies)
+        bests.append(mine[int(np.argmin(energies))])
+    structures = [atoms for atoms, _, _ in bests]
+    hessians: list[np.ndarray] = []
+    for k in range(0, len(structures), batch_size):
+        hessians += hessians_many(structures[k : k + batch_size], calc)
+    values = evaluate_many(structures, calc, batch_size=batch_size)
+    return [
+        _properties(atoms, energy, energies, matrix, value.get("dipole"), temperature_k, pressure_pa)
+        for (atoms, energy, _), energies, matrix, value in zip(bests, energies_of, hessians, values)
+    ]
+
+
 def predict(
     smiles: Iterable[str],
     potential: str | Path | None = None,
@@ -116,52 +149,80 @@ def predict(
     reference: str | None = None,
     seed: int = 0,
     device: str | None = None,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> list[MoleculeResult]:
-    """Properties of each SMILES, in input order; failures carry their reason in ``error``."""
+    """Properties of each SMILES, in input order; failures carry their reason in ``error``.
+
+    ``batch_size`` molecules are relaxed (every conformer, each by its own BFGS) and their
+    Hessians taken in one batched graph at a time; 1 handles them one by one. Both give the
+    same results to the optimiser's tolerance."""
     from gdlphys.calculator import GDLCalculator
     from gdlphys.molecules import smiles_to_atoms
 
     if reference not in (None, "xtb"):
         raise ValueError(f"reference must be None or 'xtb', got {reference!r}")
-    if conformers < 1:
-        raise ValueError("conformers must be >= 1")
+    if conformers < 1 or batch_size < 1:
+        raise ValueError("conformers and batch_size must be >= 1")
     calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64")
-    known = set(calc.potential.species)
+    known_symbols = sorted(chemical_symbols[z] for z in calc.potential.species)
     smiles = list(smiles)
-    results: list[MoleculeResult] = []
+    results = [MoleculeResult(smiles=text) for text in smiles]
+    options = dict(fmax=fmax, max_steps=max_steps, temperature_k=temperature_k, pressure_pa=pressure_pa)
     from tqdm.auto import tqdm
 
-    for text in tqdm(smiles, desc="predict", unit="mol", disable=not progress, file=sys.stderr):
-        result = MoleculeResult(smiles=text)
-        try:
-            candidates = smiles_to_atoms(text, n_conformers=conformers, seed=seed)
-            known_symbols = sorted(chemical_symbols[z] for z in known)
-            missing = sorted(set(candidates[0].get_chemical_symbols()) - set(known_symbols))
-            if missing:
-                raise ValueError(
-                    f"element(s) {', '.join(missing)} not supported by the potential (it knows {', '.join(known_symbols)})"
-                )
-            for name, value in properties_of(
-                candidates, calc, hessian="autograd", fmax=fmax, max_steps=max_steps,
-                temperature_k=temperature_k, pressure_pa=pressure_pa,
-            ).items():
-                setattr(result, name, value)
+    bar = tqdm(total=len(smiles), desc="predict", unit="mol", disable=not progress, file=sys.stderr)
+    for start in range(0, len(smiles), batch_size):
+        chunk = list(range(start, min(start + batch_size, len(smiles))))
+        candidates: dict[int, list[Atoms]] = {}
+        for i in chunk:  # per-molecule failures (SMILES, elements, embedding) are reported, the batch goes on
+            try:
+                candidates[i] = smiles_to_atoms(smiles[i], n_conformers=conformers, seed=seed)
+                missing = sorted(set(candidates[i][0].get_chemical_symbols()) - set(known_symbols))
+                if missing:
+                    raise ValueError(
+                        f"element(s) {', '.join(missing)} not supported by the potential (it knows {', '.join(known_symbols)})"
+                    )
+            except (ValueError, RuntimeError) as err:
+                candidates.pop(i, None)
+                results[i] = MoleculeResult(smiles=smiles[i], error=str(err))
+        found = _potential_properties(candidates, calc, batch_size, options)
+        for i, value in found.items():
+            if isinstance(value, Exception):
+                results[i] = MoleculeResult(smiles=smiles[i], error=str(value))
+                continue
+            for name, item in value.items():
+                setattr(results[i], name, item)
             if reference == "xtb":
-                from gdlphys.data.label import tblite_calculator
-
-                result.reference = properties_of(
-                    candidates, tblite_calculator("GFN2-xTB"), hessian="finite-differences", fmax=fmax,
-                    max_steps=max_steps, temperature_k=temperature_k, pressure_pa=pressure_pa,
-                )
-                result.reference["method"] = "GFN2-xTB (tblite)"
-        except (ValueError, RuntimeError, FloatingPointError) as err:  # per-molecule failure; the batch goes on
-            result = MoleculeResult(smiles=text, error=str(err))
-        results.append(result)
+                _add_reference(results[i], candidates[i], options)
+        bar.update(len(chunk))
+    bar.close()
     return results
 
 
-def read_smiles_file(path: str | Path) -> list[str]:
-    """One SMILES per line (extra columns such as an ID are ignored; '#' starts a comment)."""
-    lines = Path(path).read_text().splitlines()
-    return [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
+def _potential_properties(candidates: dict[int, list[Atoms]], calc, batch_size: int, options: dict) -> dict:
+    """index -> properties (or the exception of that molecule): batched, or one by one where a
+    batch fails (so one molecule's failure stays its own) or ``batch_size`` is 1."""
+    order = list(candidates)
+    if batch_size > 1 and order:
+        try:
+            return dict(zip(order, properties_of_many([candidates[i] for i in order], calc, batch_size=batch_size, **options)))
+        except (ValueError, RuntimeError, FloatingPointError):
+            pass  # find which molecule, one at a time
+    found: dict = {}
+    for i in order:
+        try:
+            found[i] = properties_of(candidates[i], calc, hessian="autograd", **options)
+        except (ValueError, RuntimeError, FloatingPointError) as err:
+            found[i] = err
+    return found
+
+
+def _add_reference(result: MoleculeResult, conformers: list[Atoms], options: dict) -> None:
+    from gdlphys.data.label import tblite_calculator
+
+    try:
+        result.reference = properties_of(conformers, tblite_calculator("GFN2-xTB"), hessian="finite-differences", **options)
+        result.reference["method"] = "GFN2-xTB (tblite)"
+    except (ValueError, RuntimeError, FloatingPointError) as err:
+        result.reference = {"error": str(err), "method": "GFN2-xTB (tblite)"}

@@ -57,3 +57,19 @@ def test_predict_keeps_order_and_reports_each_failure():
     assert "charge" in results[2].error
     assert "Cl" in results[3].error
     assert "fragment" in results[4].error
+
+
+def test_batched_predict_gives_the_one_at_a_time_answers():
+    inputs = ["CCO", "not-a-smiles", "OCC=O", "C[NH3+]", "CCOC", "OC=O"]
+    batched = predict(inputs, "ethanol-xtb", conformers=2, batch_size=4, progress=False)
+    alone = predict(inputs, "ethanol-xtb", conformers=2, batch_size=1, progress=False)
+    assert [r.smiles for r in batched] == inputs
+    for a, b in zip(batched, alone):
+        assert (a.error is None) == (b.error is None)
+        if a.error is not None:
+            assert a.error == b.error
+            continue
+        assert abs(a.energy - b.energy) < 1e-6
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-4)
+        np.testing.assert_allclose(a.frequencies_cm1, b.frequencies_cm1, atol=0.5)
+        assert abs(a.gibbs_ev - b.gibbs_ev) < 1e-4

@@ -14,7 +14,8 @@ from ase import Atoms, units
 pytest.importorskip("tblite.ase")
 
 from gdlphys.data import read_hdf5  # noqa: E402
-from gdlphys.data.label import label_smiles, read_smiles_file, tblite_calculator  # noqa: E402
+from gdlphys.data.label import label_smiles, tblite_calculator  # noqa: E402
+from gdlphys.molecules import read_smiles_file  # noqa: E402
 from gdlphys.data.sampling import NormalModeSampling, harmonic_displacements, normal_modes  # noqa: E402
 from gdlphys.molecules import smiles_to_atoms  # noqa: E402
 

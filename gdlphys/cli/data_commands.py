@@ -57,7 +57,8 @@ def register(sub) -> None:
 
 
 def run_label(args) -> int:
-    from gdlphys.data.label import label_smiles, read_smiles_file
+    from gdlphys.data.label import label_smiles
+    from gdlphys.molecules import read_smiles_file
 
     smiles = list(args.smiles) + (read_smiles_file(args.file) if args.file else [])
     if not smiles:

@@ -142,6 +142,8 @@ def register_predict(sub) -> None:
     p.add_argument("--reference", choices=["xtb"], help="also compute everything with GFN2-xTB, side by side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="molecules relaxed together in one batched graph (default 16; 1: one at a time)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per input, in input order")
     out.add_argument("--csv", metavar="OUT", help="write scalar properties as CSV")
@@ -151,7 +153,8 @@ def register_predict(sub) -> None:
 
 
 def run_predict(args) -> int:
-    from gdlphys.predict import predict, read_smiles_file
+    from gdlphys.molecules import read_smiles_file
+    from gdlphys.predict import predict
 
     smiles = list(args.smiles) + (read_smiles_file(args.file) if args.file else [])
     if not smiles:
@@ -160,7 +163,7 @@ def run_predict(args) -> int:
     results = predict(
         smiles, args.potential, conformers=args.conformers, temperature_k=args.temperature,
         pressure_pa=args.pressure, fmax=args.fmax, reference=args.reference, seed=args.seed,
-        device=args.device, progress=not args.json,
+        device=args.device, batch_size=args.batch_size, progress=not args.json,
     )
     if args.xyz:
         import ase.io

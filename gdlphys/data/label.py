@@ -35,7 +35,7 @@ from gdlphys.data.sampling import SAMPLINGS, MDSampling, NormalModeSampling, lab
 from gdlphys.molecules import smiles_to_atoms
 
 __all__ = [
-    "LabelFailure", "LabelResult", "label_atoms", "label_smiles", "read_smiles_file", "tblite_calculator", "tblite_version",
+    "LabelFailure", "LabelResult", "label_atoms", "label_smiles", "tblite_calculator", "tblite_version",
 ]
 
 METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
@@ -182,20 +182,6 @@ def _label_job(job: tuple) -> tuple[int, str | None, int, int, float]:
     with FrameWriter(partial, method=method, software=software, attrs=attrs) as writer:
         writer.extend(molecule.frames)
     return index, None, len(molecule.frames), molecule.calls, molecule.seconds
-
-
-def read_smiles_file(path: str | os.PathLike) -> list[str]:
-    """The SMILES of a ``.smi``-style file: the first field of each line; blank lines and ``#`` comments skipped.
-
-    Lines are not checked here: a bad one fails on its own when it is labelled (and is reported)."""
-    smiles = []
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            smiles.append(line.split()[0])
-    if not smiles:
-        raise ValueError(f"{path}: no SMILES found (one per line, first field)")
-    return smiles
 
 
 def label_smiles(
