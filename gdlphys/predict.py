@@ -18,6 +18,7 @@ from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
+from gdlphys.threads import ThreadPolicy, using_threads
 from gdlphys.units import DEBYE_PER_E_ANGSTROM
 from gdlphys.vibrations import (
     harmonic_modes,
@@ -117,8 +118,13 @@ def predict(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> list[MoleculeResult]:
-    """Properties of each SMILES, in input order; failures carry their reason in ``error``."""
+    """Properties of each SMILES, in input order; failures carry their reason in ``error``.
+
+    ``threads``: CPU threads for each molecule's work; None: the calculator's policy
+    (:class:`gdlphys.threads.ThreadPolicy`: one for molecules). Set only while it runs.
+    """
     from gdlphys.calculator import GDLCalculator
     from gdlphys.molecules import smiles_to_atoms
 
@@ -126,7 +132,8 @@ def predict(
         raise ValueError(f"reference must be None or 'xtb', got {reference!r}")
     if conformers < 1:
         raise ValueError("conformers must be >= 1")
-    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64")
+    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64", threads=threads)
+    policy = ThreadPolicy()
     known = set(calc.potential.species)
     smiles = list(smiles)
     results: list[MoleculeResult] = []
@@ -142,10 +149,13 @@ def predict(
                 raise ValueError(
                     f"element(s) {', '.join(missing)} not supported by the potential (it knows {', '.join(known_symbols)})"
                 )
-            for name, value in properties_of(
-                candidates, calc, hessian="autograd", fmax=fmax, max_steps=max_steps,
-                temperature_k=temperature_k, pressure_pa=pressure_pa,
-            ).items():
+            # the calculator sets its threads per call; the Hessian, outside it, runs with the same
+            with using_threads(threads if threads is not None else policy(len(candidates[0]))):
+                properties = properties_of(
+                    candidates, calc, hessian="autograd", fmax=fmax, max_steps=max_steps,
+                    temperature_k=temperature_k, pressure_pa=pressure_pa,
+                )
+            for name, value in properties.items():
                 setattr(result, name, value)
             if reference == "xtb":
                 from gdlphys.data.label import tblite_calculator

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.optimize import BFGS
 from ase.vibrations import Vibrations
@@ -57,3 +58,25 @@ def test_predict_keeps_order_and_reports_each_failure():
     assert "charge" in results[2].error
     assert "Cl" in results[3].error
     assert "fragment" in results[4].error
+
+
+@pytest.mark.parametrize("threads, inside", [(None, 1), (2, 2)])
+def test_predict_sets_its_threads_only_while_it_works(monkeypatch, threads, inside):
+    import gdlphys.predict
+
+    seen = []
+
+    def properties_of(*args, **kwargs):  # the real one, watched: relaxations and the Hessian run in it
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    real = gdlphys.predict.properties_of
+    monkeypatch.setattr(gdlphys.predict, "properties_of", properties_of)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        (water,) = predict(["O"], "ethanol-xtb", conformers=1, progress=False, threads=threads)
+        assert water.error is None and seen == [inside]
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
