@@ -84,3 +84,11 @@ def test_idle_cores_see_a_process_spinning_on_a_core():
         spinner.kill()
         spinner.wait()
 
+
+def test_the_command_line_sets_the_same_policy_for_its_whole_run(caller_threads):
+    from gdlphys.cli.threads import set_threads
+
+    set_threads(None, 21)  # gdlphys md on a molecule
+    assert torch.get_num_threads() == 1
+    set_threads(2, 21)  # --threads 2
+    assert torch.get_num_threads() == 2
