@@ -113,8 +113,7 @@ def run_md_command(args) -> int:
         raise ValueError(
             "give a structure after --calc PRESET" if args.calc else "give a POTENTIAL and a STRUCTURE (or --calc PRESET STRUCTURE)"
         )
-    atoms = _read_structure(args.inputs[-1])
-    set_threads(args.threads, len(atoms))
+    atoms = _read_structure(args.inputs[-1])  # threads: the calculator's, chosen at each step (--threads: fixed)
     if args.calc:
         from gdlphys.presets import load_calculator
 
