@@ -10,7 +10,15 @@ import time
 import pytest
 import torch
 
-from gdlphys.threads import SMALL_WORK_ATOMS, IdleCores, ThreadPolicy, _Reading, threads_for, usable_cores, using_threads
+from gdlphys.threads import (
+    SMALL_WORK_ATOMS,
+    IdleCores,
+    ThreadPolicy,
+    _Reading,
+    threads_for,
+    usable_cores,
+    using_threads,
+)
 
 
 @pytest.fixture
