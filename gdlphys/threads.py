@@ -1,9 +1,9 @@
 """CPU threads for a model call: how many (:class:`ThreadPolicy`), set only around the call (:func:`using_threads`).
 
-Intra-op threads pay only on big tensors, and only on cores nobody else wants. On molecules they
-gain nothing on a quiet machine; as soon as another process (even a niced one) runs on the cores,
-OpenMP threads spin at every barrier for a thread the scheduler has parked, and a call costs
-several times more, at every size measured (docs/benchmarks.md, "Threads"). One policy for the
+Intra-op threads pay only on cores nobody else wants, and little on small work: on idle cores two
+threads are 1.1x one at 21 atoms, 1.4-1.6x from 42. As soon as another process runs on the cores,
+OpenMP threads spin at every barrier for a thread the scheduler has parked, and a call takes
+2-45x longer, at every size measured (docs/benchmarks.md, "Threads"). One policy for the
 calculator, ``predict`` and the command line. Inter-op threads are left alone: torch fixes them
 once per process, and eager models do not use them.
 """
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-SMALL_WORK_ATOMS = 300  # atoms per model call below which one thread is as fast on a quiet machine
+SMALL_WORK_ATOMS = 300  # atoms per model call below which one thread, idle cores or not: little to gain, much to lose
 WINDOW_S = 1.0  # how often the load of other processes is read again
 FIRST_WINDOW_S = 0.1  # the first reading waits this long (ten clock ticks of /proc/stat)
 STRAY_CORES = 0.2  # CPU time of others (shells, daemons) below which a core still counts as idle
@@ -53,7 +53,8 @@ class IdleCores:
 
     Each reading covers the time since the previous one (at least WINDOW_S; the first one waits
     FIRST_WINDOW_S). This process's own CPU time is subtracted, so its threads never count
-    against it; niced work counts as busy (the threads would spin against it all the same).
+    against it; niced work counts as busy (it still gets slices, and a thread parked for one
+    holds up every barrier).
     Without /proc/stat (not Linux) every usable core counts as idle.
     """
 
@@ -110,8 +111,9 @@ class ThreadPolicy:
         self.idle_cores = IdleCores()
 
     def __call__(self, n_atoms: float) -> int:
-        wanted = threads_for(n_atoms, min(usable_cores(), torch.get_num_threads()))
-        return wanted if wanted == 1 else min(wanted, self.idle_cores(wanted))
+        usable = usable_cores()
+        wanted = threads_for(n_atoms, min(usable, torch.get_num_threads()))
+        return wanted if wanted == 1 else min(wanted, self.idle_cores(usable))
 
 
 @contextmanager

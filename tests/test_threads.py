@@ -60,13 +60,20 @@ def test_usable_cores_are_the_affinity_capped_by_omp_num_threads(monkeypatch):
     assert usable_cores() == cores
 
 
-def test_the_policy_keeps_a_lower_setting_of_the_caller_and_reads_the_load_only_for_big_work():
+def test_the_policy_keeps_a_lower_setting_of_the_caller_and_reads_the_load_only_for_big_work(monkeypatch):
     policy = ThreadPolicy()
     policy.idle_cores = lambda usable: pytest.fail("read the load for a molecule")
     assert policy(21) == 1
     policy.idle_cores = lambda usable: usable
     with using_threads(1):
         assert policy(10_000) == 1
+    monkeypatch.setattr("gdlphys.threads.usable_cores", lambda: 8)
+    policy.idle_cores = lambda usable: usable - 3  # three of the eight cores busy elsewhere
+    with using_threads(4):
+        assert policy(10_000) == 4  # the script's four fit in the five idle ones
+    policy.idle_cores = lambda usable: usable - 6
+    with using_threads(4):
+        assert policy(10_000) == 2
 
 
 def test_idle_cores_count_other_processes_but_not_this_one(monkeypatch):
