@@ -56,7 +56,7 @@ def main() -> None:
 
     atoms = read(ROOT / "datasets" / "ethanol-xtb" / "ethanol.xyz")
     potential = untrained_ethanol_potential() if args.potential is None else args.potential
-    atoms.calc = GDLCalculator(potential, device="cpu", dtype=args.dtype)
+    atoms.calc = GDLCalculator(potential, device="cpu", dtype=args.dtype, threads=args.threads)
     initialise_velocities(atoms, 300.0, np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, timestep=0.25 * units.fs)
     atoms.get_forces()

@@ -16,6 +16,7 @@ from gdlphys import keys
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential
 from gdlphys.graph import NeighbourListCache
+from gdlphys.threads import ThreadPolicy, using_threads
 
 
 class UncertaintyExceeded(RuntimeError):
@@ -70,6 +71,11 @@ class GDLCalculator(Calculator):
             time, seconds once PyTorch's on-disk cache holds the kernels. It pays off in long MD
             (``gdlphys bench md --compile`` measures it). Where compiling fails (no C++
             compiler, say) the calculator warns once and runs eagerly; results do not change.
+        threads: CPU threads of each call. None: chosen per call (:class:`gdlphys.threads.ThreadPolicy`):
+            one below 300 atoms, where more gain nothing; above, the cores this process may use
+            (affinity, OMP_NUM_THREADS, at most the caller's torch setting) that no other process
+            is busy on. An int: that many. Set only around the call: ``torch.get_num_threads()``
+            is the caller's again after it.
 
     Results: ``energy``, ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å),
     ``stress`` (Voigt, eV/Å^3) for structures periodic in all three directions; a committee
@@ -90,9 +96,14 @@ class GDLCalculator(Calculator):
         max_force_std: float | None = None,
         on_exceed: str = "warn",
         compile: bool = False,
+        threads: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+        self.threads = threads
+        self._thread_policy = ThreadPolicy()
         members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
         if not members:
             raise ValueError("a committee needs at least one potential")
@@ -161,6 +172,11 @@ class GDLCalculator(Calculator):
         if len(atoms) == 0:
             raise ValueError("cannot evaluate an empty structure (0 atoms)")
         _check_finite(atoms)
+        with using_threads(self.threads if self.threads is not None else self._thread_policy(len(atoms))):
+            self._calculate(atoms, properties)
+
+    def _calculate(self, atoms, properties) -> None:
+        """The work of :meth:`calculate`, inside its thread setting."""
         pbc = np.asarray(atoms.pbc, dtype=bool)
         want_stress = "stress" in properties
         if want_stress and not pbc.all():

@@ -18,6 +18,7 @@ from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
+from gdlphys.threads import ThreadPolicy, using_threads
 from gdlphys.units import DEBYE_PER_E_ANGSTROM
 from gdlphys.vibrations import (
     harmonic_modes,
@@ -151,12 +152,15 @@ def predict(
     device: str | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    threads: int | None = None,
 ) -> list[MoleculeResult]:
     """Properties of each SMILES, in input order; failures carry their reason in ``error``.
 
     ``batch_size`` molecules are relaxed (every conformer, each by its own BFGS) and their
     Hessians taken in one batched graph at a time; 1 handles them one by one. Both give the
-    same results to the optimiser's tolerance."""
+    same results to the optimiser's tolerance. ``threads``: CPU threads for that work; None:
+    the policy of :class:`gdlphys.threads.ThreadPolicy` for the batch's atoms. Set only while it runs.
+    """
     from gdlphys.calculator import GDLCalculator
     from gdlphys.molecules import smiles_to_atoms
 
@@ -164,7 +168,8 @@ def predict(
         raise ValueError(f"reference must be None or 'xtb', got {reference!r}")
     if conformers < 1 or batch_size < 1:
         raise ValueError("conformers and batch_size must be >= 1")
-    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64")
+    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64", threads=threads)
+    policy = ThreadPolicy()
     known_symbols = sorted(chemical_symbols[z] for z in calc.potential.species)
     smiles = list(smiles)
     results = [MoleculeResult(smiles=text) for text in smiles]
@@ -186,7 +191,11 @@ def predict(
             except (ValueError, RuntimeError) as err:
                 candidates.pop(i, None)
                 results[i] = MoleculeResult(smiles=smiles[i], error=str(err))
-        found = _potential_properties(candidates, calc, batch_size, options)
+        # the batched work runs outside the calculator's own calls: the same policy, for the atoms of one call
+        sizes = [len(c[0]) * (len(c) if batch_size > 1 else 1) for c in candidates.values()]
+        per_call = sum(sizes) if batch_size > 1 else max(sizes, default=0)
+        with using_threads(threads if threads is not None else policy(per_call)):
+            found = _potential_properties(candidates, calc, batch_size, options)
         for i, value in found.items():
             if isinstance(value, Exception):
                 results[i] = MoleculeResult(smiles=smiles[i], error=str(value))

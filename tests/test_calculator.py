@@ -119,6 +119,47 @@ def test_short_nve_conserves_energy():
     assert report.steps_per_second > 0
 
 
+class _ThreadsSeen(LennardJonesEnergy):
+    """Lennard-Jones that records torch's thread count at each call: what the calculator ran it with."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.seen: list[int] = []
+
+    def forward(self, data):
+        self.seen.append(torch.get_num_threads())
+        return super().forward(data)
+
+
+@pytest.mark.parametrize("threads, inside", [(None, 1), (2, 2)])
+def test_threads_are_set_inside_each_call_and_the_callers_are_back_after(threads, inside):
+    potential = tiny_potential(torch.float64)
+    potential.model = _ThreadsSeen(2.3, 0.01, 5.0)
+    atoms = random_molecule(10, seed=3, species=[6])
+    atoms.positions *= 1.6
+    atoms.calc = calc = GDLCalculator(potential, threads=threads)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # the script's own choice: neither what the policy picks here nor 2
+        for _ in range(3):
+            atoms.positions[0] += 0.01
+            atoms.get_forces()
+            assert torch.get_num_threads() == 3
+        assert calc.potential.model.seen == [inside] * 3  # None: one thread for a 10-atom molecule
+        atoms.numbers[0] = 14  # an element it does not know: the call fails, the setting still comes back
+        with pytest.raises(UnknownElementError):
+            atoms.get_forces()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_must_be_a_positive_integer():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            GDLCalculator(tiny_potential(), threads=bad)
+
+
 @pytest.mark.skipif(
     os.environ.get("GDLPHYS_TEST_COMPILE") != "1",
     reason="compiling takes minutes on a CPU: run with GDLPHYS_TEST_COMPILE=1 (gdlphys bench md --compile checks it too)",

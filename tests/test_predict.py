@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.optimize import BFGS
 from ase.vibrations import Vibrations
@@ -73,3 +74,25 @@ def test_batched_predict_gives_the_one_at_a_time_answers():
         np.testing.assert_allclose(a.positions, b.positions, atol=1e-4)
         np.testing.assert_allclose(a.frequencies_cm1, b.frequencies_cm1, atol=0.5)
         assert abs(a.gibbs_ev - b.gibbs_ev) < 1e-4
+
+
+@pytest.mark.parametrize("threads, inside", [(None, 1), (2, 2)])
+def test_predict_sets_its_threads_only_while_it_works(monkeypatch, threads, inside):
+    import gdlphys.predict
+
+    seen = []
+
+    def properties_of(*args, **kwargs):  # the real one, watched: relaxations and the Hessian run in it
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    real = gdlphys.predict.properties_of
+    monkeypatch.setattr(gdlphys.predict, "properties_of", properties_of)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        (water,) = predict(["O"], "ethanol-xtb", conformers=1, progress=False, threads=threads, batch_size=1)
+        assert water.error is None and seen == [inside]
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -107,7 +107,7 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     if options.quick and drift_steps:
         drift_steps = min(drift_steps, 100)
 
-    calc = GDLCalculator(potential, device=options.device, dtype="float32")
+    calc = GDLCalculator(potential, device=options.device, dtype="float32", threads=options.threads)
     ours = {"speed": [], "drift": None, "parameters": sum(p.numel() for p in potential.parameters()), "config": potential.config.to_dict()}
     for path in paths:
         atoms = ase.io.read(path)
@@ -153,8 +153,8 @@ def compiled_speeds(potential, paths: list[Path], options: BenchOptions, setting
 
     from gdlphys.calculator import GDLCalculator
 
-    calc = GDLCalculator(potential, device=options.device, dtype="float32", compile=True)
-    eager = GDLCalculator(potential, device=options.device, dtype="float32")
+    calc = GDLCalculator(potential, device=options.device, dtype="float32", compile=True, threads=options.threads)
+    eager = GDLCalculator(potential, device=options.device, dtype="float32", threads=options.threads)
     speeds = []
     for path in paths:
         atoms = ase.io.read(path)

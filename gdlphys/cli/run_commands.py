@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: 1 below 300 atoms, else all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: 1 below 300 atoms, else the usable cores no other process is busy on)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: faster steps after a "
                    "one-off compile (minutes on CPU the first time); worth it for long runs")
     p.set_defaults(handler=run_md_command)
@@ -113,14 +113,16 @@ def run_md_command(args) -> int:
         raise ValueError(
             "give a structure after --calc PRESET" if args.calc else "give a POTENTIAL and a STRUCTURE (or --calc PRESET STRUCTURE)"
         )
-    atoms = _read_structure(args.inputs[-1])
-    set_threads(args.threads, len(atoms))
+    atoms = _read_structure(args.inputs[-1])  # threads: the calculator's, chosen at each step (--threads: fixed)
     if args.calc:
         from gdlphys.presets import load_calculator
 
         atoms.calc = load_calculator(args.calc)
+        atoms.calc.threads = args.threads  # --threads holds inside each call too (None: the calculator's policy)
     else:
-        atoms.calc = GDLCalculator(args.inputs[0], device=_device(args.device), dtype=args.dtype, compile=args.compile)
+        atoms.calc = GDLCalculator(
+            args.inputs[0], device=_device(args.device), dtype=args.dtype, compile=args.compile, threads=args.threads
+        )
     report = run_md(
         atoms, steps=args.steps, timestep_fs=args.dt, temperature_k=args.temperature, ensemble=args.ensemble,
         friction_per_fs=args.friction, trajectory=args.traj, interval=args.interval, seed=args.seed,
@@ -163,7 +165,7 @@ def run_predict(args) -> int:
     results = predict(
         smiles, args.potential, conformers=args.conformers, temperature_k=args.temperature,
         pressure_pa=args.pressure, fmax=args.fmax, reference=args.reference, seed=args.seed,
-        device=args.device, batch_size=args.batch_size, progress=not args.json,
+        device=args.device, batch_size=args.batch_size, progress=not args.json, threads=args.threads,
     )
     if args.xyz:
         import ase.io

@@ -1,21 +1,16 @@
-"""CPU thread policy of the command line (the process's entry point, so the choice is ours).
+"""CPU threads of the command line: the process's entry point, so the choice holds for the whole run.
 
-Intra-op threads only pay off on big tensors. On molecules they gain nothing on a quiet
-machine and cost several times as soon as another process shares the cores (OpenMP
-spin-waits; docs/benchmarks.md). OMP_NUM_THREADS or --threads override the choice.
+The policy is gdlphys.threads' (one thread below 300 atoms per model call; above, the usable
+cores no other process is busy on), the same the calculator and ``predict`` apply around each
+call; --threads overrides it.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-SMALL_WORK_ATOMS = 300  # atoms handled per model call below which one thread is the default
+from gdlphys.threads import ThreadPolicy
 
 
 def set_threads(requested: int | None, atoms_per_call: float) -> None:
-    if requested is not None:
-        torch.set_num_threads(max(1, requested))
-    elif "OMP_NUM_THREADS" not in os.environ and atoms_per_call < SMALL_WORK_ATOMS:
-        torch.set_num_threads(1)
+    torch.set_num_threads(max(1, requested) if requested is not None else ThreadPolicy()(atoms_per_call))

@@ -1,0 +1,109 @@
+"""CPU threads: the policy (size, usable cores, other processes' load) and set-and-restore around a call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gdlphys.threads import (
+    SMALL_WORK_ATOMS,
+    IdleCores,
+    ThreadPolicy,
+    _Reading,
+    threads_for,
+    usable_cores,
+    using_threads,
+)
+
+
+@pytest.fixture
+def caller_threads():
+    """The test's own torch setting (3: nothing the policy picks on its own here), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield 3
+    torch.set_num_threads(before)
+
+
+def test_using_threads_sets_them_for_the_body_and_restores_them_even_on_error(caller_threads):
+    with using_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == caller_threads
+    with pytest.raises(KeyError), using_threads(2):
+        assert torch.get_num_threads() == 2
+        raise KeyError("inside")
+    assert torch.get_num_threads() == caller_threads
+
+
+def test_one_thread_for_a_molecule_every_available_core_for_big_work():
+    assert threads_for(21, available=8) == 1
+    assert threads_for(SMALL_WORK_ATOMS - 1, available=8) == 1
+    assert threads_for(SMALL_WORK_ATOMS, available=8) == 8
+    assert threads_for(1344, available=1) == 1
+    assert threads_for(10_000) == usable_cores()
+
+
+def test_usable_cores_are_the_affinity_capped_by_omp_num_threads(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert usable_cores() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert usable_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 5))
+    assert usable_cores() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "not-a-number")
+    assert usable_cores() == cores
+
+
+def test_the_policy_keeps_a_lower_setting_of_the_caller_and_reads_the_load_only_for_big_work(monkeypatch):
+    policy = ThreadPolicy()
+    policy.idle_cores = lambda usable: pytest.fail("read the load for a molecule")
+    assert policy(21) == 1
+    policy.idle_cores = lambda usable: usable
+    with using_threads(1):
+        assert policy(10_000) == 1
+    monkeypatch.setattr("gdlphys.threads.usable_cores", lambda: 8)
+    policy.idle_cores = lambda usable: usable - 3  # three of the eight cores busy elsewhere
+    with using_threads(4):
+        assert policy(10_000) == 4  # the script's four fit in the five idle ones
+    policy.idle_cores = lambda usable: usable - 6
+    with using_threads(4):
+        assert policy(10_000) == 2
+
+
+def test_idle_cores_count_other_processes_but_not_this_one(monkeypatch):
+    watch = IdleCores()
+    # wall s, CPU-seconds busy on the cores (everyone), CPU-seconds of this process; fake wall: each call reads anew
+    readings = iter([_Reading(0.0, 100.0, 5.0), _Reading(1.0, 101.5, 6.0), _Reading(2.0, 102.5, 7.0), _Reading(3.0, 103.7, 7.5)])
+    monkeypatch.setattr(watch, "_read", lambda: next(readings))
+    monkeypatch.setattr("gdlphys.threads.time.sleep", lambda s: None)
+    assert watch.others() == pytest.approx(0.5)  # 1.5 core-seconds busy in 1 s, 1.0 of them ours
+    assert watch(2) == 2  # the next second: all of it ours
+    assert watch(4) == 3  # then 0.7 of a core someone else's: that core is taken
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads /proc/stat (Linux)")
+def test_idle_cores_see_a_process_spinning_on_a_core():
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"])
+    try:
+        time.sleep(0.3)
+        watch, cores = IdleCores(), len(os.sched_getaffinity(0))
+        assert watch.others() > 0.6
+        assert watch(cores) <= max(1, cores - 1)  # not the spinner's core (nor any other that is busy)
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_the_command_line_sets_the_same_policy_for_its_whole_run(caller_threads):
+    from gdlphys.cli.threads import set_threads
+
+    set_threads(None, 21)  # gdlphys md on a molecule
+    assert torch.get_num_threads() == 1
+    set_threads(2, 21)  # --threads 2
+    assert torch.get_num_threads() == 2
