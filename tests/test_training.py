@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,3 +172,18 @@ def test_default_batch_holds_about_48_atoms_and_the_potential_records_it(small_s
     (tmp_path / "tiny.yaml").write_text(tiny)
     assert main(["train", "--train", str(small_set), "--config", str(tmp_path / "tiny.yaml"), "--max-epochs", "1", "--quiet", "true", "-o", str(run)]) == 0
     assert torch.load(run / "potential.pt", weights_only=True)["metadata"]["fit"]["batch_size"] == 5  # ethanol frames
+
+
+def test_eval_sharded_over_processes_equals_one_process_in_file_order():
+    from gdlphys.models.files import load_potential
+    from gdlphys.train.evaluate import evaluate_potential
+
+    data = Path(__file__).resolve().parent.parent / "datasets" / "nci-xtb" / "valid.h5"
+    potential = load_potential("organic-xtb")
+    one = evaluate_potential(potential, data, batch_size=16)
+    two = evaluate_potential(potential, data, batch_size=16, processes=2)
+    assert one.metrics.keys() == two.metrics.keys() and one.metrics["n_frames"] == two.metrics["n_frames"]
+    for name, value in one.metrics.items():
+        assert two.metrics[name] == pytest.approx(value, rel=1e-6), name
+    for a, b in zip(one.energy + one.forces + one.dipole, two.energy + two.forces + two.dipole):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

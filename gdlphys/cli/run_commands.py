@@ -14,7 +14,9 @@ def register(sub) -> None:
     p.add_argument("data", help="labelled frames (HDF5)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON (eV, eV/Å)")
     p.add_argument("--plot", metavar="FILE.png", help="write a parity plot")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
+    p.add_argument("--processes", type=int, default=1, help="CPU processes of one thread each, each taking every "
+                   "N-th frame; results in file order (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when present)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None)
     p.set_defaults(handler=run_eval)
@@ -63,7 +65,8 @@ def run_eval(args) -> int:
         raise FileNotFoundError(f"no data file {args.data}")
     potential = load_potential(args.potential)
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    result = evaluate_potential(potential, args.data, args.batch_size, _device(args.device), dtype)
+    result = evaluate_potential(potential, args.data, args.batch_size, _device(args.device), dtype,
+                                processes=args.processes, progress=not args.json)
     if args.plot:
         plot_parity(result.energy, result.forces, args.plot, title=f"{Path(args.data).name}", dipole=result.dipole)
     if args.json:
