@@ -150,7 +150,7 @@ def predict(
     reference: str | None = None,
     seed: int = 0,
     device: str | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
     threads: int | None = None,
 ) -> list[MoleculeResult]:
@@ -158,7 +158,8 @@ def predict(
 
     ``batch_size`` molecules are relaxed (every conformer, each by its own BFGS) and their
     Hessians taken in one batched graph at a time; 1 handles them one by one. Both give the
-    same results to the optimiser's tolerance. ``threads``: CPU threads for that work; None:
+    same results to the optimiser's tolerance. None: 16 on a GPU, 1 on a CPU (where a step's
+    cost grows with its atoms, batching measured no faster: docs/predict.md). ``threads``: CPU threads for that work; None:
     the policy of :class:`gdlphys.threads.ThreadPolicy` for the batch's atoms. Set only while it runs.
     """
     from gdlphys.calculator import GDLCalculator
@@ -166,9 +167,11 @@ def predict(
 
     if reference not in (None, "xtb"):
         raise ValueError(f"reference must be None or 'xtb', got {reference!r}")
+    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64", threads=threads)
+    if batch_size is None:
+        batch_size = 16 if calc.device.type == "cuda" else 1
     if conformers < 1 or batch_size < 1:
         raise ValueError("conformers and batch_size must be >= 1")
-    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64", threads=threads)
     policy = ThreadPolicy()
     known_symbols = sorted(chemical_symbols[z] for z in calc.potential.species)
     smiles = list(smiles)

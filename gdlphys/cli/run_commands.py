@@ -147,8 +147,8 @@ def register_predict(sub) -> None:
     p.add_argument("--reference", choices=["xtb"], help="also compute everything with GFN2-xTB, side by side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=16,
-                   help="molecules relaxed together in one batched graph (default 16; 1: one at a time)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="molecules relaxed together in one batched graph (default: 16 on a GPU, 1 on a CPU)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per input, in input order")
     out.add_argument("--csv", metavar="OUT", help="write scalar properties as CSV")
