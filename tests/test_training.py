@@ -187,3 +187,17 @@ def test_eval_sharded_over_processes_equals_one_process_in_file_order():
         assert two.metrics[name] == pytest.approx(value, rel=1e-6), name
     for a, b in zip(one.energy + one.forces + one.dipole, two.energy + two.forces + two.dipole):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_loader_workers_train_the_same_weights_as_the_main_process(small_set, config, tmp_path):
+    """fit.num_workers > 0: each worker opens the file itself (FrameReader drops its handle when
+    pickled) and keeps its own capped graph cache; the batches, and so the weights, are the same."""
+    runs = {}
+    for workers in (0, 2):
+        run = tmp_path / f"workers-{workers}"
+        argv = ["train", "--train", str(small_set), "--config", str(config), "--fit.num_workers", str(workers),
+                "--fit.dtype", "float64", "--max-epochs", "2", "--quiet", "true", "-o", str(run)]
+        assert main(argv) == 0
+        runs[workers] = torch.load(run / "potential.pt", weights_only=True)["state_dict"]
+    for name, value in runs[0].items():
+        torch.testing.assert_close(runs[2][name], value, rtol=1e-9, atol=1e-12, msg=name)
