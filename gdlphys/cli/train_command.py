@@ -43,7 +43,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-epochs", type=Optional[int], default=None, help="epoch budget (default 100 without --max-time)")
     parser.add_argument("-o", "--output", type=str, required=True, help="RUN_DIR: potential.pt, checkpoints, metrics, plots")
     parser.add_argument("--quiet", type=bool, default=False, help="no progress output")
-    parser.add_argument("--threads", type=Optional[int], default=None, help="CPU threads (default: 1 for small molecules, else all)")
+    parser.add_argument("--threads", type=Optional[int], default=None, help="CPU threads (default: 1 below 300 atoms a step, else the usable cores no other process is busy on)")
     parser.add_class_arguments(ModelConfig, "model")
     parser.add_class_arguments(FitConfig, "fit")
     parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False, sub_configs=True)
