@@ -150,3 +150,16 @@ def test_anchoring_follows_weight_changes():
     molecule32 = graph_of(random_molecule(6, seed=5), potential.cutoff, torch.float32)
     expected = other.to(torch.float32)(molecule32, compute_forces=False)[keys.ENERGY]
     assert potential(molecule32, compute_forces=False)[keys.ENERGY] == expected
+
+
+def test_a_float64_potential_keeps_its_reference_energies_to_float64():
+    """E0 of ~1000 eV rounded through float32 would be off by ~1e-4 eV: the buffer takes the potential's dtype."""
+    from gdlphys.models.config import ModelConfig
+    from gdlphys.models.potential import Potential
+
+    reference = [-13.605693122994, -1029.863512237471, -2041.340123456789]
+    potential = Potential(ModelConfig(num_features=8, num_layers=1), [1, 6, 8], reference, 10.0, dtype=torch.float64)
+    assert potential.reference_energies.dtype == torch.float64
+    assert potential.reference_energies.tolist() == reference
+    single = Potential(ModelConfig(num_features=8, num_layers=1), [1, 6, 8], reference, 10.0)
+    assert single.reference_energies.dtype == torch.float32 == single.dtype
