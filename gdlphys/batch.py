@@ -25,11 +25,9 @@ from gdlphys.graph import collate
 __all__ = ["evaluate_many", "hessians_many", "relax_many"]
 
 
-def _batched(calc: GDLCalculator, structures: Sequence[Atoms], create_graph: bool = False, positions: torch.Tensor | None = None):
-    """The committee-mean outputs of ``calc``'s potentials on one batch of ``structures``."""
-    batch = collate([calc.graph(atoms) for atoms in structures])
-    if positions is not None:
-        batch[keys.POSITIONS] = positions
+def _batched(calc: GDLCalculator, structures: Sequence[Atoms], create_graph: bool = False, batch: dict | None = None):
+    """The committee-mean outputs of ``calc``'s potentials on one batch of ``structures`` (or on ``batch``, built already)."""
+    batch = batch if batch is not None else collate([calc.graph(atoms) for atoms in structures])
     outs = [p(batch, compute_forces=True, create_graph=create_graph) for p in calc.potentials]
     mean = {k: sum(o[k] for o in outs) / len(outs) for k in (keys.ENERGY, keys.FORCES, keys.DIPOLE) if k in outs[0]}
     return batch, mean
@@ -116,7 +114,7 @@ def hessians_many(structures: Sequence[Atoms], calc: GDLCalculator) -> list[np.n
         return []
     batch = collate([calc.graph(atoms) for atoms in structures])
     positions = batch[keys.POSITIONS].detach().clone().requires_grad_(True)
-    _, mean = _batched(calc, structures, create_graph=True, positions=positions)
+    _, mean = _batched(calc, structures, create_graph=True, batch={**batch, keys.POSITIONS: positions})
     gradient = -mean[keys.FORCES]  # [n_atoms, 3]
     ptr = batch[keys.PTR].tolist()
     sizes = [3 * (ptr[g + 1] - ptr[g]) for g in range(len(structures))]

@@ -108,8 +108,8 @@ def evaluate_potential(
         metrics = ErrorMetrics()
         for name, value in state.items():
             setattr(metrics, name, value)
-    joined = {name: (np.concatenate(values) if values and np.ndim(values[0]) > 0 else np.asarray(values)) if values else None
-              for name, values in kept.items()}
+    joined = {name: (np.concatenate(values) if np.ndim(values[0]) > 0 else np.asarray(values)) if values else None
+              for name, values in kept.items() if name not in ("ref_d", "pred_d")}  # dipoles: stacked below
     ref_e, pred_e, base, n_atoms = joined["ref_e"], joined["pred_e"], joined["base"], joined["n_atoms"]
     forces = (joined["ref_f"], joined["pred_f"]) if joined["ref_f"] is not None else None
     dipole = (np.stack(kept["ref_d"]), np.stack(kept["pred_d"])) if kept["ref_d"] else None
