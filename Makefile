@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip setuptools wheel ninja
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
 	MAX_JOBS=$$(nproc) $(BIN)/pip install -q --no-build-isolation torch-cluster
-	$(BIN)/pip install -q -e '.[test,dft]'
+	$(BIN)/pip install -q -e '.[test,dft,openmm]'
 	touch $(STAMP)
 
 demo: venv
