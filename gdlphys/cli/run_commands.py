@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--dt", type=float, default=0.5, help="time step in fs (default 0.5)")
     p.add_argument("--temperature", type=float, default=300.0, help="initial / thermostat temperature in K")
     p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
+    p.add_argument("--engine", choices=["ase", "openmm"], default="ase",
+                   help="ase: ASE's VelocityVerlet/Langevin (default); openmm: OpenMM's VerletIntegrator/"
+                   "LangevinMiddleIntegrator on its CPU platform through the openmm-ml plugin (pip install 'gdlphys[openmm]')")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
     p.add_argument("--traj", metavar="OUT", help="write an ASE trajectory (every --interval steps)")
     p.add_argument("--interval", type=int, default=10)
@@ -107,16 +110,38 @@ def _read_structure(text: str):
     return smiles_to_atoms(text)[0]
 
 
-def run_md_command(args) -> int:
-    from gdlphys.calculator import GDLCalculator
-    from gdlphys.md import run_md
+def _openmm_md(args, atoms):
+    """``gdlphys md --engine openmm``: the same protocol through OpenMM's integrators."""
+    if args.traj or args.compile:
+        raise ValueError("--traj and --compile belong to the ASE engine; from Python, OpenMM's reporters write trajectories")
+    from gdlphys.openmm import run_openmm_md
 
+    where = {"preset": args.calc} if args.calc else {"potential": args.inputs[0], "dtype": args.dtype, "device": _device(args.device)}
+    return run_openmm_md(
+        atoms, steps=args.steps, timestep_fs=args.dt, temperature_k=args.temperature, ensemble=args.ensemble,
+        friction_per_fs=args.friction, seed=args.seed, progress=not args.json, threads=args.threads, **where,
+    )
+
+
+def run_md_command(args) -> int:
     expected = 1 if args.calc else 2
     if len(args.inputs) != expected:
         raise ValueError(
             "give a structure after --calc PRESET" if args.calc else "give a POTENTIAL and a STRUCTURE (or --calc PRESET STRUCTURE)"
         )
     atoms = _read_structure(args.inputs[-1])  # threads: the calculator's, chosen at each step (--threads: fixed)
+    if args.engine == "openmm":
+        report = _openmm_md(args, atoms)
+    else:
+        report = _ase_md(args, atoms)
+    print(json.dumps(report.to_dict()) if args.json else report.describe())
+    return 0
+
+
+def _ase_md(args, atoms):
+    from gdlphys.calculator import GDLCalculator
+    from gdlphys.md import run_md
+
     if args.calc:
         from gdlphys.presets import load_calculator
 
@@ -126,13 +151,11 @@ def run_md_command(args) -> int:
         atoms.calc = GDLCalculator(
             args.inputs[0], device=_device(args.device), dtype=args.dtype, compile=args.compile, threads=args.threads
         )
-    report = run_md(
+    return run_md(
         atoms, steps=args.steps, timestep_fs=args.dt, temperature_k=args.temperature, ensemble=args.ensemble,
         friction_per_fs=args.friction, trajectory=args.traj, interval=args.interval, seed=args.seed,
         progress=not args.json,
     )
-    print(json.dumps(report.to_dict()) if args.json else report.describe())
-    return 0
 
 
 def register_predict(sub) -> None:
