@@ -44,7 +44,7 @@ def spread_and_error(members: Sequence[str | Path], frames: Sequence[Atoms]) -> 
         atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
         atoms.calc = calc
         difference = atoms.get_forces() - reference
-        spreads.append(np.asarray(calc.results["forces_std"]))
+        spreads.append(np.asarray(calc.results.get("forces_std", np.zeros(len(atoms)))))  # one member: no spread
         errors.append(np.linalg.norm(difference, axis=1))
         components.append(np.abs(difference).ravel())
     if not spreads:
