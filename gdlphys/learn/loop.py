@@ -225,7 +225,7 @@ class _Run:
             before, _, _ = calibrate(members, read_hdf5(outcome.path))
             record["errors"]["new_frames_before"] = before.to_dict()
             self.log(f"round {index}: committee force MAE on the new frames before retraining "
-                     f"{1000 * before.forces_mae:.1f} meV/Å (Spearman rho of spread and error: {before.spearman_rho})")
+                     f"{1000 * before.forces_mae:.1f} meV/Å (Spearman rho of spread and error: {_number(before.spearman_rho)})")
             begin = time.perf_counter()
             train = rdir / "train.h5"
             if not train.is_file():
@@ -292,9 +292,13 @@ class _Run:
         values = {**result.to_dict(), "round": last, "labels": len(chosen)}
         write_json(self.dir / "calibration.json", values)
         plot_calibration(spread, error, result, self.dir / "calibration.png")
-        self.log(f"calibration on {result.frames} frames: Spearman rho {result.spearman_rho}, "
-                 f"error ~ {result.factor} x spread")
+        self.log(f"calibration on {result.frames} frames: Spearman rho {_number(result.spearman_rho)}, "
+                 f"error ~ {_number(result.factor)} x spread")
         return values
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _copy(source: Path, target: Path) -> Path:
