@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from gdlphys.cli import bench_command, data_commands, finetune_command, run_commands, train_command
+from gdlphys.cli import bench_command, data_commands, finetune_command, learn_command, run_commands, train_command
 
 # Errors that mean "the input is wrong": one clear line, exit status 1, no traceback.
 _USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, KeyError, FloatingPointError, OSError)
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.register(sub)
     train_command.register(sub)
     finetune_command.register(sub)
+    learn_command.register(sub)
     run_commands.register(sub)
     run_commands.register_predict(sub)
     bench_command.register(sub)

@@ -35,7 +35,7 @@ from gdlphys.data.sampling import SAMPLINGS, MDSampling, NormalModeSampling, lab
 from gdlphys.molecules import smiles_to_atoms
 
 __all__ = [
-    "LabelFailure", "LabelResult", "label_atoms", "label_smiles", "tblite_calculator", "tblite_version",
+    "LabelFailure", "LabelResult", "label_atoms", "label_smiles", "one_thread_worker", "tblite_calculator", "tblite_version",
 ]
 
 METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
@@ -163,7 +163,7 @@ def _sample_molecule(
     return _Molecule(frames, calls, time.perf_counter() - begin)
 
 
-def _one_thread() -> None:
+def one_thread_worker() -> None:
     """Worker initialiser: one OpenMP thread per labelling process (several processes share the cores)."""
     os.environ["OMP_NUM_THREADS"] = "1"  # read when tblite loads its OpenMP runtime, in this process
     import sys
@@ -267,7 +267,7 @@ def label_smiles(
                 finished(index, error, n_frames, n_calls)
         elif jobs:
             # fork: works from any script (spawn re-runs __main__); tblite is not loaded in this process yet
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_one_thread) as pool:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=one_thread_worker) as pool:
                 pending = {pool.submit(_label_job, job) for job in jobs}
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
