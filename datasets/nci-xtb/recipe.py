@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="labelling processes (one core each)")
     parser.add_argument("--parts", type=Path, default=HERE / "v2-parts", help="where per-chunk files and partials go")
     parser.add_argument("--out", type=Path, default=HERE, help="where train.h5, valid.h5, test.h5 go")
+    parser.add_argument("--merge-only", action="store_true",
+                        help="label nothing: merge the chunks finished so far (to train on a partial set)")
     args = parser.parse_args()
 
     from gdlphys.data.hdf5 import read_hdf5
@@ -109,7 +111,7 @@ def main() -> None:
         for c in range(0, len(smiles), CHUNK):
             chunk = args.parts / f"{name}-{c // CHUNK:02d}.h5"
             chunks.append(chunk)
-            if chunk.exists():
+            if chunk.exists() or args.merge_only:
                 continue
             begin = time.perf_counter()
             result = label_smiles(smiles[c : c + CHUNK], chunk, workers=args.workers, progress=True, **LABEL)
@@ -124,7 +126,8 @@ def main() -> None:
             for chunk in chunks:
                 if chunk.exists():
                     writer.extend(read_hdf5(chunk))
-        print(f"{name}-v2.h5: {writer.n_frames} frames", flush=True)
+        done = sum(chunk.exists() for chunk in chunks)
+        print(f"{name}-v2.h5: {writer.n_frames} frames ({done} of {len(chunks)} chunks of {CHUNK} molecules)", flush=True)
 
 
 if __name__ == "__main__":
