@@ -50,6 +50,8 @@ class MoleculeResult:
     gibbs_ev: float | None = None
     temperature_k: float | None = None
     n_imaginary: int | None = None
+    force_std: float | None = None  # a committee's largest per-atom force spread at the minimum, eV/Å
+    energy_std: float | None = None  # a committee's energy spread there, eV
     reference: dict | None = field(default=None)  # the same properties from GFN2-xTB, when asked
 
     def to_dict(self) -> dict:
@@ -156,18 +158,21 @@ def predict(
 ) -> list[MoleculeResult]:
     """Properties of each SMILES, in input order; failures carry their reason in ``error``.
 
+    ``potential``: a shipped name, a potential file or RUN_DIR, a list of them (a committee), or a
+    committee preset of ``ase_calculators/`` (name or YAML); a committee adds each molecule's
+    ``force_std`` (largest per-atom force spread at its minimum, eV/Å) and ``energy_std``.
+
     ``batch_size`` molecules are relaxed (every conformer, each by its own BFGS) and their
     Hessians taken in one batched graph at a time; 1 handles them one by one. Both give the
     same results to the optimiser's tolerance. None: 16 on a GPU, 1 on a CPU (where a step's
     cost grows with its atoms, batching measured no faster: docs/predict.md). ``threads``: CPU threads for that work; None:
     the policy of :class:`gdlphys.threads.ThreadPolicy` for the batch's atoms. Set only while it runs.
     """
-    from gdlphys.calculator import GDLCalculator
     from gdlphys.molecules import smiles_to_atoms
 
     if reference not in (None, "xtb"):
         raise ValueError(f"reference must be None or 'xtb', got {reference!r}")
-    calc = GDLCalculator(potential or default_potential(), device=device, dtype="float64", threads=threads)
+    calc = _calculator(potential, device, threads)
     if batch_size is None:
         batch_size = 16 if calc.device.type == "cuda" else 1
     if conformers < 1 or batch_size < 1:
@@ -205,11 +210,39 @@ def predict(
                 continue
             for name, item in value.items():
                 setattr(results[i], name, item)
+            if len(calc.potentials) > 1:
+                _add_spread(results[i], calc)
             if reference == "xtb":
                 _add_reference(results[i], candidates[i], options)
         bar.update(len(chunk))
     bar.close()
     return results
+
+
+def _calculator(potential, device: str | None, threads: int | None):
+    """The float64 calculator of ``potential`` (see :func:`predict`)."""
+    from gdlphys.calculator import GDLCalculator
+    from gdlphys.presets import preset_names, read_preset
+
+    potential = potential or default_potential()
+    if isinstance(potential, (str, Path)) and (str(potential).endswith((".yaml", ".yml")) or str(potential) in preset_names()):
+        preset = read_preset(potential)
+        if preset.dispersion is not None:
+            raise ValueError(f"preset {potential}: predict takes the potentials of a preset, not its dispersion "
+                             "(its Hessians are the network's own); use a preset without dispersion")
+        members = list(preset.potentials)
+        return GDLCalculator(members if len(members) > 1 else members[0], device=device or preset.device, dtype="float64",
+                             threads=threads)
+    return GDLCalculator(list(potential) if isinstance(potential, tuple) else potential, device=device, dtype="float64",
+                         threads=threads)
+
+
+def _add_spread(result: MoleculeResult, calc) -> None:
+    atoms = result.atoms()
+    atoms.calc = calc
+    atoms.get_forces()
+    result.force_std = float(np.max(calc.results["forces_std"]))
+    result.energy_std = float(calc.results["energy_std"])
 
 
 def _potential_properties(candidates: dict[int, list[Atoms]], calc, batch_size: int, options: dict) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,28 @@ def test_predict_sets_its_threads_only_while_it_works(monkeypatch, threads, insi
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_committee_preset_reports_its_spread_at_each_minimum():
+    single, = predict(["CCO"], "ethanol-xtb", conformers=1, progress=False)
+    committee, = predict(["CCO"], "ethanol-committee", conformers=1, progress=False)
+    assert single.force_std is None and single.energy_std is None
+    assert committee.error is None and committee.force_std > 0 and committee.energy_std >= 0
+    atoms = committee.atoms()
+    members = Path(__file__).resolve().parent.parent / "potentials" / "ethanol-xtb-committee"
+    atoms.calc = GDLCalculator(["ethanol-xtb", members / "member-1.pt", members / "member-2.pt"], dtype="float64")
+    atoms.get_forces()
+    assert committee.force_std == pytest.approx(float(atoms.calc.results["forces_std"].max()), rel=1e-9)
+
+
+def test_text_output_puts_the_reference_beside_the_potential(capsys):
+    from gdlphys.cli import main
+
+    assert main(["predict", "CCO", "--potential", "ethanol-xtb", "--conformers", "1", "--reference", "xtb"]) == 0
+    out = capsys.readouterr().out
+    header, *rows = [line for line in out.splitlines() if line.startswith("  ")]
+    assert "ethanol-xtb" in header and "GFN2-xTB" in header and "difference" in header
+    energy = next(row for row in rows if row.strip().startswith("energy"))
+    mine, xtb, diff = (float(x) for x in energy.split()[-3:])
+    assert diff == pytest.approx(mine - xtb, abs=2e-4) and abs(diff) < 0.5  # both total energies in eV
+    assert any(row.strip().startswith("dipole") for row in rows)

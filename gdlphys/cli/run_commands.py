@@ -162,7 +162,8 @@ def register_predict(sub) -> None:
     p = sub.add_parser("predict", help="properties of molecules from SMILES (relaxed geometry, dipole, vibrations, thermochemistry)")
     p.add_argument("smiles", nargs="*", help="SMILES strings")
     p.add_argument("--file", help="a file with one SMILES per line (e.g. RDKit's .smi files)")
-    p.add_argument("--potential", default=None, help="shipped name, file or RUN_DIR (default: the broadest shipped potential)")
+    p.add_argument("--potential", default=None, help="shipped name, file or RUN_DIR, or a committee preset of "
+                   "ase_calculators/ (adds a force_std column) (default: the broadest shipped potential)")
     p.add_argument("--conformers", type=int, default=5, help="RDKit conformers relaxed per molecule (default 5)")
     p.add_argument("--temperature", type=float, default=298.15, help="K, for H, S and G (default 298.15)")
     p.add_argument("--pressure", type=float, default=101325.0, help="Pa (default 101325)")
@@ -215,13 +216,49 @@ def run_predict(args) -> int:
                 writer.writerow([getattr(r, c) for c in columns])
     else:
         for r in results:
-            if r.error:
-                print(f"{r.smiles}: error: {r.error}")
-            else:
-                dip = f", dipole {r.dipole_debye:.2f} D" if r.dipole_debye is not None else ""
-                print(
-                    f"{r.smiles}: E = {r.energy:.4f} eV{dip}, ZPE {r.zpe_ev:.3f} eV, H {r.enthalpy_ev:.4f} eV, "
-                    f"G {r.gibbs_ev:.4f} eV ({r.temperature_k:.0f} K); {len(r.frequencies_cm1)} modes, "
-                    f"lowest {min(r.frequencies_cm1, default=0):.0f} cm^-1, {r.n_imaginary} imaginary"
-                )
+            print(_describe_prediction(r, args.potential))
     return 1 if all(r.error for r in results) else 0
+
+
+# The text report's rows: label, MoleculeResult field (or how to get it from one), format.
+_PREDICT_ROWS = (
+    ("energy (eV)", "energy", "{:.4f}"),
+    ("dipole (D)", "dipole_debye", "{:.2f}"),
+    ("ZPE (eV)", "zpe_ev", "{:.3f}"),
+    ("H (eV)", "enthalpy_ev", "{:.4f}"),
+    ("G (eV)", "gibbs_ev", "{:.4f}"),
+    ("lowest mode (cm^-1)", lambda p: min(p.get("frequencies_cm1") or [0.0]), "{:.0f}"),
+    ("imaginary modes", "n_imaginary", "{:d}"),
+)
+
+
+def _describe_prediction(r, potential: str | None) -> str:
+    """One line per molecule; with ``--reference xtb``, a table of the potential beside GFN2-xTB."""
+    if r.error:
+        return f"{r.smiles}: error: {r.error}"
+    spread = f", committee force spread {r.force_std:.3f} eV/Å" if r.force_std is not None else ""
+    if r.reference is None:
+        dip = f", dipole {r.dipole_debye:.2f} D" if r.dipole_debye is not None else ""
+        return (
+            f"{r.smiles}: E = {r.energy:.4f} eV{dip}, ZPE {r.zpe_ev:.3f} eV, H {r.enthalpy_ev:.4f} eV, "
+            f"G {r.gibbs_ev:.4f} eV ({r.temperature_k:.0f} K); {len(r.frequencies_cm1)} modes, "
+            f"lowest {min(r.frequencies_cm1, default=0):.0f} cm^-1, {r.n_imaginary} imaginary{spread}"
+        )
+    ref = r.reference
+    mine = r.to_dict()
+    from gdlphys.predict import default_potential
+
+    name = Path(str(potential or default_potential())).name
+    w = max(12, len(name))
+    lines = [f"{r.smiles} (G at {r.temperature_k:.0f} K{spread}):", f"  {'':<20} {name:>{w}} {'GFN2-xTB':>12} {'difference':>11}"]
+    if "error" in ref:
+        lines.append(f"  GFN2-xTB failed: {ref['error']}")
+        ref = {}
+    for label, key, fmt in _PREDICT_ROWS:
+        get = key if callable(key) else (lambda p, key=key: p.get(key))
+        a, b = get(mine), get(ref) if ref else None
+        text_a = fmt.format(a) if a is not None else "-"
+        text_b = fmt.format(b) if b is not None else "-"
+        diff = fmt.replace(":", ":+").format(a - b) if a is not None and b is not None else ""
+        lines.append(f"  {label:<20} {text_a:>{w}} {text_b:>12} {diff:>11}")
+    return "\n".join(lines)
