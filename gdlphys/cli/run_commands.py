@@ -208,7 +208,9 @@ def run_predict(args) -> int:
 
         from gdlphys.io_utils import atomic_write
 
-        columns = ["smiles", "energy", "dipole_debye", "zpe_ev", "enthalpy_ev", "entropy_ev_per_k", "gibbs_ev", "n_imaginary", "error"]
+        columns = ["smiles", "energy", "dipole_debye", "zpe_ev", "enthalpy_ev", "entropy_ev_per_k", "gibbs_ev", "n_imaginary"]
+        columns += ["force_std", "energy_std"] if any(r.force_std is not None for r in results) else []  # a committee's
+        columns += ["error"]
         with atomic_write(args.csv) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
