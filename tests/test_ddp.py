@@ -139,3 +139,35 @@ def test_a_diverging_ddp_run_stops_on_every_rank_and_writes_no_potential(data, t
     assert done.returncode != 0
     assert "non-finite" in done.stderr
     assert not (run / "potential.pt").exists()
+
+
+def test_the_command_trains_data_parallel_by_default_where_it_may(data, tmp_path, monkeypatch):
+    from gdlphys.cli import train_command
+
+    monkeypatch.delenv(train_command.DATA_PARALLEL_ENV, raising=False)
+    argv = ["--train", "big.h5", "-o", "run"]
+    # from pytest (or any script) the command line is not gdlphys': Lightning could not re-run it
+    assert train_command.data_parallel_default({}, 10_000, argv, None) == ({}, None)
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/gdlphys", "train", *argv])
+    monkeypatch.setattr("gdlphys.threads.IdleCores.__call__", lambda self, usable: 2)
+    assert train_command.data_parallel_default({}, 500, argv, None) == ({}, None)  # too few frames to pay
+    for chosen in ({"devices": 1}, {"strategy": "auto"}, {"accelerator": "cpu"}):  # the user's choice stands
+        assert train_command.data_parallel_default(chosen, 10_000, argv, None) == (chosen, None)
+    assert train_command.data_parallel_default({}, 10_000, argv, 2) == ({}, None)  # --threads: one process
+    trainer, note = train_command.data_parallel_default({}, 10_000, argv, None)
+    assert trainer == {"accelerator": "cpu", "strategy": "ddp", "devices": 2} and "2 data-parallel" in note
+    assert os.environ[train_command.DATA_PARALLEL_ENV] == "2"  # what the ranks Lightning starts will read
+    monkeypatch.setenv(train_command.DATA_PARALLEL_ENV, "1")
+    assert train_command.data_parallel_default({}, 10_000, argv, None) == ({}, None)
+
+    # end to end: the command with no parallel options, GDLPHYS_DATA_PARALLEL=2, two ranks of half the steps
+    run = tmp_path / "default"
+    command = [sys.executable, "-m", "gdlphys.cli", "train", "--train", str(data["train"]), "--valid", str(data["valid"]),
+               "--model.num_features", "8", "--model.num_layers", "1", "--model.l_max", "1", "--fit.batch_size", "2",
+               "--max-epochs", "1", "-o", str(run)]
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, train_command.DATA_PARALLEL_ENV: "2", "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("2 data-parallel processes") == 1
+    steps = torch.load(run / "potential.pt", weights_only=True)["metadata"]["global_steps"]
+    assert steps == 24 // (2 * 2)  # 24 frames, batch 2 on each of 2 ranks
