@@ -8,9 +8,11 @@ molecule's ``error`` and the batch goes on.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 from ase import Atoms
@@ -155,6 +157,7 @@ def predict(
     batch_size: int | None = None,
     progress: bool = True,
     threads: int | None = None,
+    processes: int | None = None,
 ) -> list[MoleculeResult]:
     """Properties of each SMILES, in input order; failures carry their reason in ``error``.
 
@@ -167,9 +170,10 @@ def predict(
     same results to the optimiser's tolerance. None: 16 on a GPU, 1 on a CPU (where a step's
     cost grows with its atoms, batching measured no faster: docs/predict.md). ``threads``: CPU threads for that work; None:
     the policy of :class:`gdlphys.threads.ThreadPolicy` for the batch's atoms. Set only while it runs.
+    ``processes``: worker processes of one thread each, a molecule at a time each (results in input
+    order); None: one per idle core on a CPU when neither ``batch_size`` > 1 nor ``threads`` is given
+    (:func:`default_processes`), else 1.
     """
-    from gdlphys.molecules import smiles_to_atoms
-
     if reference not in (None, "xtb"):
         raise ValueError(f"reference must be None or 'xtb', got {reference!r}")
     calc = _calculator(potential, device, threads)
@@ -177,20 +181,67 @@ def predict(
         batch_size = 16 if calc.device.type == "cuda" else 1
     if conformers < 1 or batch_size < 1:
         raise ValueError("conformers and batch_size must be >= 1")
-    policy = ThreadPolicy()
-    known_symbols = sorted(chemical_symbols[z] for z in calc.potential.species)
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise ValueError(f"processes must be None or a positive integer, got {processes!r}")
     smiles = list(smiles)
-    results = [MoleculeResult(smiles=text) for text in smiles]
-    options = dict(fmax=fmax, max_steps=max_steps, temperature_k=temperature_k, pressure_pa=pressure_pa)
+    work = _Work(calc, batch_size, threads, reference, conformers, seed,
+                 dict(fmax=fmax, max_steps=max_steps, temperature_k=temperature_k, pressure_pa=pressure_pa))
+    if processes is None:
+        processes = default_processes(len(smiles), calc.device.type, batch_size, threads)
+    processes = min(processes, len(smiles))
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(smiles), desc="predict", unit="mol", disable=not progress, file=sys.stderr)
-    for start in range(0, len(smiles), batch_size):
-        chunk = list(range(start, min(start + batch_size, len(smiles))))
+    if processes > 1:
+        if calc.device.type != "cpu":
+            raise ValueError("processes > 1 shares CPU cores; on a GPU, batch molecules instead (batch_size)")
+        results = []
+        # fork: the workers share the loaded potential; each a thread, one molecule at a time, input order kept
+        with ProcessPoolExecutor(processes, mp_context=get_context("fork"), initializer=_start_worker, initargs=(work,)) as pool:
+            for result in pool.map(_worker_predict, smiles):
+                results.append(result)
+                bar.update(1)
+    else:
+        results = []
+        for start in range(0, len(smiles), batch_size):
+            results += work(smiles[start : start + batch_size])
+            bar.update(len(results) - bar.n)
+    bar.close()
+    return results
+
+
+def default_processes(n_molecules: int, device: str, batch_size: int, threads: int | None) -> int:
+    """Worker processes of one thread each for ``n_molecules`` on a CPU: one per idle core (molecules
+    are small: a process per core beats threads), one on a GPU, when batching or ``threads`` is set."""
+    if device != "cpu" or batch_size > 1 or threads is not None or n_molecules < 2:
+        return 1
+    from gdlphys.threads import IdleCores, usable_cores
+
+    return max(1, min(IdleCores()(usable_cores()), n_molecules))
+
+
+@dataclass
+class _Work:
+    """predict's work on a list of SMILES with one calculator: what a worker process runs too."""
+
+    calc: Any
+    batch_size: int
+    threads: int | None
+    reference: str | None
+    conformers: int
+    seed: int
+    options: dict
+
+    def __call__(self, smiles: list[str]) -> list[MoleculeResult]:
+        from gdlphys.molecules import smiles_to_atoms
+
+        calc, batch_size, threads, options = self.calc, self.batch_size, self.threads, self.options
+        known_symbols = sorted(chemical_symbols[z] for z in calc.potential.species)
+        results = [MoleculeResult(smiles=text) for text in smiles]
         candidates: dict[int, list[Atoms]] = {}
-        for i in chunk:  # per-molecule failures (SMILES, elements, embedding) are reported, the batch goes on
+        for i, text in enumerate(smiles):  # per-molecule failures (SMILES, elements, embedding) are reported, the batch goes on
             try:
-                candidates[i] = smiles_to_atoms(smiles[i], n_conformers=conformers, seed=seed)
+                candidates[i] = smiles_to_atoms(text, n_conformers=self.conformers, seed=self.seed)
                 missing = sorted(set(candidates[i][0].get_chemical_symbols()) - set(known_symbols))
                 if missing:
                     raise ValueError(
@@ -198,11 +249,11 @@ def predict(
                     )
             except (ValueError, RuntimeError) as err:
                 candidates.pop(i, None)
-                results[i] = MoleculeResult(smiles=smiles[i], error=str(err))
+                results[i] = MoleculeResult(smiles=text, error=str(err))
         # the batched work runs outside the calculator's own calls: the same policy, for the atoms of one call
         sizes = [len(c[0]) * (len(c) if batch_size > 1 else 1) for c in candidates.values()]
         per_call = sum(sizes) if batch_size > 1 else max(sizes, default=0)
-        with using_threads(threads if threads is not None else policy(per_call)):
+        with using_threads(threads if threads is not None else _POLICY(per_call)):
             found = _potential_properties(candidates, calc, batch_size, options)
         for i, value in found.items():
             if isinstance(value, Exception):
@@ -212,11 +263,28 @@ def predict(
                 setattr(results[i], name, item)
             if len(calc.potentials) > 1:
                 _add_spread(results[i], calc)
-            if reference == "xtb":
+            if self.reference == "xtb":
                 _add_reference(results[i], candidates[i], options)
-        bar.update(len(chunk))
-    bar.close()
-    return results
+        return results
+
+
+_POLICY = ThreadPolicy()
+_WORKER: dict[str, _Work] = {}
+
+
+def _start_worker(work: _Work) -> None:
+    import os
+
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by tblite's OpenMP when --reference xtb loads it here
+    torch.set_num_threads(1)
+    work.threads = 1  # the workers share the cores
+    _WORKER["work"] = work
+
+
+def _worker_predict(text: str) -> MoleculeResult:
+    return _WORKER["work"]([text])[0]
 
 
 def _calculator(potential, device: str | None, threads: int | None):

@@ -65,8 +65,11 @@ def test_predict_keeps_order_and_reports_each_failure():
 def test_batched_predict_gives_the_one_at_a_time_answers():
     inputs = ["CCO", "not-a-smiles", "OCC=O", "C[NH3+]", "CCOC", "OC=O"]
     batched = predict(inputs, "ethanol-xtb", conformers=2, batch_size=4, progress=False)
-    alone = predict(inputs, "ethanol-xtb", conformers=2, batch_size=1, progress=False)
-    assert [r.smiles for r in batched] == inputs
+    alone = predict(inputs, "ethanol-xtb", conformers=2, batch_size=1, processes=1, progress=False)
+    workers = predict(inputs, "ethanol-xtb", conformers=2, batch_size=1, processes=2, progress=False)
+    assert [r.smiles for r in batched] == [r.smiles for r in workers] == inputs
+    for a, b in zip(workers, alone):  # two processes of a thread each: the very same numbers, in input order
+        assert a.error == b.error and a.energy == pytest.approx(b.energy, abs=1e-9)
     for a, b in zip(batched, alone):
         assert (a.error is None) == (b.error is None)
         if a.error is not None:

@@ -178,6 +178,9 @@ def register_predict(sub) -> None:
     out.add_argument("--csv", metavar="OUT", help="write scalar properties as CSV")
     p.add_argument("--xyz", metavar="OUT", help="write the relaxed structures (extxyz)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1: molecules are small)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="worker processes of one thread each, a molecule at a time (default: one per idle CPU core; "
+                   "1 with --batch-size > 1, --threads or a GPU)")
     p.set_defaults(handler=run_predict)
 
 
@@ -193,6 +196,7 @@ def run_predict(args) -> int:
         smiles, args.potential, conformers=args.conformers, temperature_k=args.temperature,
         pressure_pa=args.pressure, fmax=args.fmax, reference=args.reference, seed=args.seed,
         device=args.device, batch_size=args.batch_size, progress=not args.json, threads=args.threads,
+        processes=args.processes,
     )
     if args.xyz:
         import ase.io
