@@ -86,6 +86,22 @@ def split_molecules() -> dict[str, list[str]]:
     return split
 
 
+def recover_chunk(merged: Path, smiles: list[str], chunk: Path, software: str) -> bool:
+    """Write ``chunk`` from the frames of its molecules in an earlier merge, when that holds them all:
+    the repository ships the merged files, not the chunks (a fresh clone resumes from them)."""
+    from gdlphys.data.hdf5 import read_hdf5
+    from gdlphys.data.hdf5_writer import write_hdf5
+
+    if not merged.exists():
+        return False
+    wanted = set(smiles)
+    frames = [frame for frame in read_hdf5(merged) if frame.info.get("smiles") in wanted]
+    if {frame.info["smiles"] for frame in frames} != wanted:
+        return False
+    write_hdf5(chunk, frames, method="GFN2-xTB", software=software)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="labelling processes (one core each)")
@@ -112,6 +128,9 @@ def main() -> None:
             chunk = args.parts / f"{name}-{c // CHUNK:02d}.h5"
             chunks.append(chunk)
             if chunk.exists() or args.merge_only:
+                continue
+            if recover_chunk(args.out / f"{name}-v2.h5", smiles[c : c + CHUNK], chunk, software):
+                print(f"{chunk.name}: recovered from {name}-v2.h5", flush=True)
                 continue
             begin = time.perf_counter()
             result = label_smiles(smiles[c : c + CHUNK], chunk, workers=args.workers, progress=True, **LABEL)
