@@ -27,6 +27,39 @@ TINY = dict(trajectories=1, steps=40, interval=5, per_round=2, seed_frames=4, co
             max_force_std=1e-3, rounds=2, budget_labels=8, calibration_frames=4, accelerator="cpu")
 
 
+def bonds(atoms) -> set[tuple[int, int]]:
+    """Covalent bonds by distance (ASE's natural cutoffs, 1.2x): the molecule's connectivity."""
+    from ase.neighborlist import NeighborList, natural_cutoffs
+
+    nl = NeighborList(natural_cutoffs(atoms, mult=1.2), self_interaction=False, bothways=False)
+    nl.update(atoms)
+    return {(i, int(j)) for i in range(len(atoms)) for j in nl.get_neighbors(i)[0]}
+
+
+def stays_physical(potential, start, temperature: float, ps: float, seed: int = 3) -> dict:
+    """Langevin MD of ``ps`` picoseconds with ``potential``: does the molecule keep its bonds?"""
+    from ase import units
+    from ase.md.langevin import Langevin
+
+    from gdlphys import GDLCalculator
+    from gdlphys.nve import initialise_velocities
+    import numpy as np
+
+    atoms = start.copy()
+    atoms.calc = GDLCalculator(str(potential), dtype="float64")
+    reference = bonds(atoms)
+    rng = np.random.default_rng(seed)
+    initialise_velocities(atoms, temperature, rng)
+    dyn = Langevin(atoms, timestep=0.5 * units.fs, temperature_K=temperature, friction=0.01 / units.fs, rng=rng)
+    broken_at = None
+    for block in range(int(round(ps * 2000 / 100))):
+        dyn.run(100)
+        if bonds(atoms) != reference or not np.all(np.isfinite(atoms.positions)):
+            broken_at = (block + 1) * 100 * 0.5 / 1000
+            break
+    return {"ps": ps, "temperature_K": temperature, "bonds_kept": broken_at is None, "changed_at_ps": broken_at}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smiles", default="CCN")
@@ -35,10 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-labels", type=int, default=200)
     parser.add_argument("--test-frames", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--per-round", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="MD steps per exploration trajectory")
+    parser.add_argument("--trajectories", type=int, default=None)
+    parser.add_argument("--retrain-time", default="3m", help="fine-tuning budget per member and round")
+    parser.add_argument("--md-ps", type=float, default=10.0, help="Langevin MD of each final potential at the temperature")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: a few labels, one epoch per round")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    options = dict(TINY) if args.tiny else dict(budget_labels=args.budget_labels, retrain_time="3m", retrain_epochs=None)
+    options = dict(TINY) if args.tiny else dict(budget_labels=args.budget_labels, retrain_time=args.retrain_time, retrain_epochs=None)
+    options.update({key: value for key, value in (("per_round", args.per_round), ("rounds", args.rounds), ("steps", args.steps),
+                                                  ("trajectories", args.trajectories)) if value is not None})
     config = LearnConfig(temperatures=(args.temperature,), workers=args.workers, **options)
     n_test = 4 if args.tiny else args.test_frames
     test = label_smiles([args.smiles], args.output / "test.h5", frames=n_test, temperature=args.temperature, stride=20,
@@ -56,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = {"labels": result.labels_used, "rounds": len(result.rounds), "finished": result.finished,
                         "committee_forces_mae": measured.forces_mae, "best_forces_mae": best.forces_mae,
                         "test_spearman_rho": measured.spearman_rho}
+        report[name]["md"] = stays_physical(result.potential_path, frames[0], args.temperature, 0.05 if args.tiny else args.md_ps)
+    try:  # the starting potential on the same test: it may not know an element of the molecule at all
+        start_mae = calibrate([args.potential], frames)[0].forces_mae
+        start_md = stays_physical(args.potential, frames[0], args.temperature, 0.05 if args.tiny else args.md_ps)
+        report["starting_potential"] = {"forces_mae": start_mae, "md": start_md}
+    except ValueError as err:
+        report["starting_potential"] = {"error": str(err)}
     report["calibration"] = spread.calibration
     text = json.dumps(report, indent=2)
     (args.output / "learn_vs_random.json").write_text(text)
