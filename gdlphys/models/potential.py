@@ -87,7 +87,7 @@ class Potential(nn.Module):
 
     @property
     def edge_chunk(self) -> int | None:
-        return next(m.edge_chunk for m in self.modules() if isinstance(m, Interaction))
+        return next((m.edge_chunk for m in self.modules() if isinstance(m, Interaction)), None)
 
     @edge_chunk.setter
     def edge_chunk(self, value: int | None) -> None:
