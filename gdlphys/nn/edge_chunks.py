@@ -10,6 +10,9 @@ pass recomputes one chunk's messages at a time. Same sums, in the same order wit
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Callable
 
 import torch
@@ -19,7 +22,30 @@ from torch.utils.checkpoint import checkpoint
 from gdlphys.nn.scatter import scatter_sum
 
 AUTO_MIN_EDGES = 200_000  # edge_chunk=None chunks graphs above this (~4,000 atoms at water density, 5 Å)
-AUTO_CHUNK = 65_536  # edges per chunk when automatic: the intermediates of one chunk are held at a time
+AUTO_CHUNK = 8_192  # edges per chunk when automatic: one chunk's intermediates are held at a time
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None (another C library)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the pages of freed blocks back to the system (glibc; elsewhere nothing). Each chunk's
+    long-lived autograd nodes land between its freed intermediates, so glibc would keep those
+    free pages resident and the resident memory would grow with the edges after all."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _trimmed(grad: Tensor) -> Tensor:
+    release_freed_memory()
+    return grad
 
 
 def check_edge_chunk(edge_chunk: int | None) -> int | None:
@@ -57,8 +83,12 @@ def sum_messages(
     # split: one backward node for all chunks of each input (a slice per chunk would write full-size grads)
     for piece_centre, *pieces in zip(centre.split(chunk), *(t.split(chunk) for t in edge_inputs)):
         part = checkpoint(messages, *pieces, use_reentrant=False)
+        if part.requires_grad:  # the backward pass recomputes chunk after chunk: trim between them too
+            part.register_hook(_trimmed)
         if total is None:
             total = part.new_zeros((num_nodes,) + tuple(part.shape[1:]))
         # index_put_ keeps only the index for its backward (index_add_ would keep every chunk's messages)
         total = total.index_put_((piece_centre,), part, accumulate=True)
+        del part
+        release_freed_memory()
     return total
