@@ -15,6 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from gdlphys import keys
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential
+from gdlphys.nn.edge_chunks import check_edge_chunk
 from gdlphys.graph import NeighbourListCache
 from gdlphys.threads import ThreadPolicy, using_threads
 
@@ -76,6 +77,11 @@ class GDLCalculator(Calculator):
             (affinity, OMP_NUM_THREADS, at most the caller's torch setting) that no other process
             is busy on. An int: that many. Set only around the call: ``torch.get_num_threads()``
             is the caller's again after it.
+        edge_chunk: memory of a call (:attr:`gdlphys.models.Potential.edge_chunk`): None keeps the
+            potential's own setting (by default automatic: structures of more than 200,000 edges,
+            some 4,000 atoms at liquid density, sum their messages in chunks of edges recomputed
+            for the forces, so memory grows with the atoms and not with the edges); 0: never chunk;
+            a number: that many edges at a time. Results do not depend on it. Not under ``compile``.
 
     Results: ``energy``, ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å),
     ``stress`` (Voigt, eV/Å^3) for structures periodic in all three directions; a committee
@@ -97,9 +103,11 @@ class GDLCalculator(Calculator):
         on_exceed: str = "warn",
         compile: bool = False,
         threads: int | None = None,
+        edge_chunk: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.edge_chunk = check_edge_chunk(edge_chunk)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
         self.threads = threads
@@ -133,8 +141,11 @@ class GDLCalculator(Calculator):
         self.implemented_properties = properties
 
     def _prepare(self, potential: Potential) -> Potential:
-        if self.compile or potential.dtype != self.dtype or potential.species_lookup.device != self.device:
+        new_chunk = self.edge_chunk is not None and potential.edge_chunk != self.edge_chunk
+        if self.compile or new_chunk or potential.dtype != self.dtype or potential.species_lookup.device != self.device:
             potential = copy.deepcopy(potential)  # never change the caller's potential as a side effect
+        if new_chunk:
+            potential.edge_chunk = self.edge_chunk
         potential = potential.to(device=self.device, dtype=self.dtype).eval()
         for parameter in potential.parameters():
             parameter.requires_grad_(False)  # only positions (and strain) need gradients at inference

@@ -11,6 +11,8 @@ from torch import nn
 from gdlphys import keys
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.builder import build_energy_model
+from gdlphys.nn.edge_chunks import check_edge_chunk
+from gdlphys.nn.interaction import Interaction
 from gdlphys.nn.readout import DipoleReadout
 from gdlphys.nn.scatter import scatter_sum
 
@@ -37,6 +39,12 @@ class Potential(nn.Module):
     ``model.scale_shift``, ``dipole_head``). ``source`` (the file it was loaded from) and
     ``metadata`` (the provenance its file records: training data hash, fit options, ...) are
     plain fields, empty until a file fills them.
+
+    ``edge_chunk`` is a run-time setting of every interaction block, not part of the file:
+    None (default) sums the neighbour messages in chunks of edges, recomputed in the backward
+    pass, at inference on graphs of more than ``gdlphys.nn.edge_chunks.AUTO_MIN_EDGES`` edges;
+    0 never chunks; a number chunks that many edges at a time whenever there are more. It
+    bounds the memory of a force call on a large structure; results do not depend on it.
     """
 
     source: str | None
@@ -76,6 +84,17 @@ class Potential(nn.Module):
     @property
     def cutoff(self) -> float:
         return self.config.cutoff
+
+    @property
+    def edge_chunk(self) -> int | None:
+        return next((m.edge_chunk for m in self.modules() if isinstance(m, Interaction)), None)
+
+    @edge_chunk.setter
+    def edge_chunk(self, value: int | None) -> None:
+        check_edge_chunk(value)
+        for module in self.modules():
+            if isinstance(module, Interaction):
+                module.edge_chunk = value
 
     @property
     def dtype(self) -> torch.dtype:

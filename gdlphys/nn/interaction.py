@@ -11,8 +11,8 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from gdlphys import keys
+from gdlphys.nn.edge_chunks import check_edge_chunk, chunk_size, sum_messages
 from gdlphys.nn.species import SpeciesDependent, grow_species_product, species_product_masks
-from gdlphys.nn.scatter import scatter_sum
 
 _SCALAR_ACTS = {1: nn.functional.silu, -1: torch.tanh}  # by parity: odd scalars need odd functions
 _GATE_ACTS = {1: torch.sigmoid, -1: torch.tanh}
@@ -59,7 +59,13 @@ class Interaction(SpeciesDependent):
 
     Subclasses keep the convolution and replace the update of h_i from m_i by overriding
     ``_init_update`` (given ``update_options``) and ``update``.
+
+    ``edge_chunk`` (a run-time setting, not saved with the weights): sum the messages over
+    that many edges at a time, recomputing them in the backward pass (``gdlphys.nn.edge_chunks``);
+    None: automatic (at inference on large graphs), 0: never. Results do not depend on it.
     """
+
+    edge_chunk: int | None
 
     def __init__(
         self,
@@ -93,6 +99,7 @@ class Interaction(SpeciesDependent):
         )
         self.irreps_out = self._init_update(irreps_mid, o3.Irreps(irreps_target), int(num_species), **update_options)
         self.residual = self.irreps_in == self.irreps_out
+        self.edge_chunk = None
 
     def _init_update(self, irreps_mid: o3.Irreps, irreps_target: o3.Irreps, num_species: int) -> o3.Irreps:
         """Build the modules of ``update``; return the irreps it writes."""
@@ -115,10 +122,14 @@ class Interaction(SpeciesDependent):
         """m_i: the normalised neighbour sum of tensor-product messages (irreps ``tp.irreps_out``)."""
         features = data[keys.NODE_FEATURES]
         src, dst = data[keys.EDGE_INDEX]
-        weights = self.radial(data[keys.EDGE_RADIAL])
         h = self.linear_in(features)
-        messages = self.tp(h[src], data[keys.EDGE_SH], weights)
-        return scatter_sum(messages, dst, features.shape[0]) / self.norm
+
+        def messages(src: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+            return self.tp(h[src], sh, self.radial(radial))
+
+        chunk = chunk_size(check_edge_chunk(self.edge_chunk), src.shape[0], self.training)
+        edge_inputs = (src, data[keys.EDGE_SH], data[keys.EDGE_RADIAL])
+        return sum_messages(messages, edge_inputs, dst, features.shape[0], chunk) / self.norm
 
     def update(self, pooled: torch.Tensor, features: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
         """New features (``irreps_out``) from the pooled messages, the old features and the one-hot species."""
