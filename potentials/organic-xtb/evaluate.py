@@ -3,11 +3,13 @@
 Run from the repository root (about 10 minutes on one core):
     .venv/bin/python potentials/organic-xtb/evaluate.py [--potential organic-xtb] [--out potentials/organic-xtb]
 
-For each molecule of DRUGLIKE (none of them in datasets/nci-xtb/split.json):
+For each molecule of DRUGLIKE (none of them in datasets/nci-xtb/split.json or split-v2.json):
 - MD frames: GFN2-xTB Langevin MD at 400 K (tblite), 10 frames 10 fs apart -> force and dipole
-  errors of the potential (the frames are kept in datasets/nci-xtb/druglike.h5);
+  errors of the potential (the frames are kept in datasets/nci-xtb/druglike-2.h5; druglike.h5
+  holds version 1's set, with caffeine and nicotine);
 - one RDKit conformer relaxed by the potential and, from the same start, by GFN2-xTB
-  (BFGS, fmax 0.005 eV/Å) -> heavy-atom RMSD after optimal superposition, dipole at the minimum;
+  (BFGS, fmax 0.005 eV/Å) -> heavy-atom RMSD after optimal superposition, dipole at each
+  method's minimum, and the potential's |dipole| at the xTB minimum against xTB's;
 - harmonic frequencies at each method's own minimum (autograd Hessian for the potential,
   finite differences for xTB) -> mean absolute error of the sorted frequencies.
 Writes evaluation.json and evaluation.png (predicted against reference for each property).
@@ -30,8 +32,8 @@ DRUGLIKE = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
     "theophylline": "Cn1c2nc[nH]c2c(=O)n(C)c1=O",
     "ibuprofen": "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
-    "caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
-    "nicotine": "CN1CCCC1c1cccnc1",
+    "naproxen": "COc1ccc2cc(ccc2c1)C(C)C(=O)O",  # naproxen and atenolol replaced caffeine and nicotine,
+    "atenolol": "CC(C)NCC(O)COc1ccc(CC(N)=O)cc1",  # which nci-xtb v2's training split holds
     "benzocaine": "CCOC(=O)c1ccc(N)cc1",
     "sulfanilamide": "Nc1ccc(cc1)S(N)(=O)=O",
     "fluorouracil": "O=c1[nH]cc(F)c(=O)[nH]1",
@@ -55,8 +57,10 @@ def heavy_atom_rmsd(numbers: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 def check_held_out() -> None:
     from rdkit import Chem
 
-    split = json.loads((ROOT / "datasets" / "nci-xtb" / "split.json").read_text())
-    seen = {Chem.CanonSmiles(s) for smiles in split.values() for s in smiles}
+    seen = set()
+    for name in ("split.json", "split-v2.json"):
+        split = json.loads((ROOT / "datasets" / "nci-xtb" / name).read_text())
+        seen |= {Chem.CanonSmiles(s) for smiles in split.values() for s in smiles}
     inside = [name for name, s in DRUGLIKE.items() if Chem.CanonSmiles(s) in seen]
     if inside:
         raise SystemExit(f"{inside} are in the nci-xtb splits: not held out")
@@ -93,7 +97,12 @@ def main() -> None:
     from gdlphys.figures import save_figure, subplots
 
     potential = load_potential(args.potential)
-    frames = frame_errors(potential, md_frames(ROOT / "datasets" / "nci-xtb" / "druglike.h5"))
+    from ase import Atoms
+
+    from gdlphys.calculator import GDLCalculator
+
+    calc = GDLCalculator(potential, dtype="float64")
+    frames = frame_errors(potential, md_frames(ROOT / "datasets" / "nci-xtb" / "druglike-2.h5"))
     results = predict(list(DRUGLIKE.values()), args.potential, conformers=1, reference="xtb", progress=True)
 
     rows, freq_ref, freq_pred, dip_ref, dip_pred = [], [], [], [], []
@@ -117,6 +126,9 @@ def main() -> None:
             "error": None,
         }
         if r.dipole is not None:
+            at_xtb = Atoms(numbers=numbers, positions=ref["positions"])
+            at_xtb.calc = calc
+            row["dipole_debye_at_xtb_minimum"] = float(np.linalg.norm(at_xtb.get_dipole_moment()) * DEBYE)
             row["dipole_debye"] = r.dipole_debye
             row["dipole_debye_xtb"] = float(np.linalg.norm(ref["dipole"]) * DEBYE)
             row["dipole_error_debye"] = float(np.linalg.norm(np.subtract(r.dipole, ref["dipole"])) * DEBYE)
@@ -140,6 +152,10 @@ def main() -> None:
             if frames["dipole"] is not None else None
         ),
         "relaxed_heavy_atom_rmsd_mean_A": float(np.mean([r["heavy_atom_rmsd"] for r in good])),
+        "dipole_norm_mae_at_xtb_minimum_debye": (
+            float(np.mean([abs(r["dipole_debye_at_xtb_minimum"] - r["dipole_debye_xtb"]) for r in good]))
+            if good and "dipole_debye_at_xtb_minimum" in good[0] else None
+        ),
         "relaxed_dipole_error_debye_mean": (
             float(np.mean([r["dipole_error_debye"] for r in good])) if good and "dipole_error_debye" in good[0] else None
         ),
