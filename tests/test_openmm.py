@@ -192,3 +192,49 @@ def test_a_smiles_in_water_runs_mlmm_with_each_part_where_it_belongs():
     xyz = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.angstrom))[:9]
     co = np.linalg.norm(xyz[0] - xyz[1])  # the solute stays a molecule: its C-C bond holds
     assert 1.35 < co < 1.75
+
+
+@pytest.mark.slow
+def test_interpolated_mlmm_goes_from_the_force_field_to_the_potential():
+    """openmm-ml's lambda_interpolate (free-energy corrections MM -> ML/MM) carries our force inside a CustomCVForce."""
+    solvated = solvated_system("CO", potential=POTENTIAL, box_nm=1.9, precision="double", relax=False)
+    mixed = MLPotential("gdlphys", potential=POTENTIAL, precision="double").createMixedSystem(
+        solvated.topology, solvated.mm_system, solvated.ml_atoms, interpolate=True)
+    box = solvated.topology.getPeriodicBoxVectors()
+
+    def energy(system, lam=None):
+        context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+        context.setPeriodicBoxVectors(*box)
+        context.setPositions(solvated.positions)
+        if lam is not None:
+            context.setParameter("lambda_interpolate", lam)
+        return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    assert energy(mixed, 1.0) == pytest.approx(energy(solvated.system), rel=1e-9, abs=1e-6)
+    assert energy(mixed, 0.0) == pytest.approx(energy(solvated.mm_system), rel=1e-9, abs=1e-6)
+
+
+def test_gdlphys_works_without_openmm(tmp_path):
+    """OpenMM is optional: with it hidden, gdlphys imports and computes; only gdlphys.openmm says what is missing."""
+    code = textwrap.dedent("""
+        import sys, importlib.abc
+        class Hide(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("openmm", "openmmml"):
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+        sys.meta_path.insert(0, Hide())
+        from ase.build import molecule
+        import gdlphys
+        atoms = molecule("CH3CH2OH")
+        atoms.calc = gdlphys.GDLCalculator("ethanol-xtb")
+        print(atoms.get_potential_energy())
+        try:
+            import gdlphys.openmm
+        except ImportError as err:
+            print("ImportError:", err)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    energy, error = done.stdout.strip().splitlines()[-2:]
+    assert np.isfinite(float(energy))
+    assert "pip install 'gdlphys[openmm]'" in error

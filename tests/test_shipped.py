@@ -38,3 +38,14 @@ def test_unknown_element_is_named_by_the_shipped_potential():
     atoms.calc = gdlphys.GDLCalculator("ethanol-xtb")
     with pytest.raises(ValueError, match="Cl"):
         atoms.get_potential_energy()
+
+
+def test_the_first_organic_potential_still_loads_and_answers():
+    """organic-xtb 1 (potential format 2, NequIP-style blocks) ships beside version 2 and loads as it did."""
+    old = gdlphys.load(ROOT / "potentials" / "organic-xtb" / "potential-v1.pt")
+    new = gdlphys.load("organic-xtb")
+    assert old.species == new.species
+    frames = ROOT / "datasets" / "nci-xtb" / "test.h5"
+    old_errors = evaluate_potential(old, frames).metrics
+    assert old_errors["forces_mae"] == pytest.approx(0.140, abs=0.005)  # version 1's card: 140 meV/Å
+    assert evaluate_potential(new, frames).metrics["forces_mae"] < old_errors["forces_mae"]

@@ -140,10 +140,11 @@ def solvated_system(
 
     The solute (RDKit conformer, relaxed in the potential when ``relax``) is described by the gdlphys
     potential; the water by ``water`` (``tip3p``, ``spce`` or ``tip4pew``, rigid, PME with
-    ``cutoff_nm``); solute-water interactions by the force field (mechanical embedding) with the
-    solute's charges from the potential (``charges="potential"``, its charge head at the relaxed
-    geometry) or RDKit's Gasteiger charges (``"gasteiger"``; ``"auto"``: the potential's when it
-    predicts charges) and element Lennard-Jones parameters (:data:`ELEMENT_LJ`). The box edge is
+    ``cutoff_nm``); solute-water interactions by the force field (mechanical embedding) with fixed
+    solute charges and element Lennard-Jones parameters (:data:`ELEMENT_LJ`). ``charges``:
+    ``"xtb"`` (GFN2-xTB's at the relaxed geometry, the level the shipped potentials learn),
+    ``"gasteiger"`` (RDKit's), or ``"potential"`` (the potential's charge head: only as good as the
+    dipoles it was fitted to; organic-xtb 1's are far smaller than xTB's). The box edge is
     ``box_nm``, or the solute's extent plus ``2 * padding_nm`` (at least ``2 * cutoff_nm`` + 0.1 nm).
     ``options`` go to the calculator (``precision``, ``device``, ``threads``, ...).
     """
