@@ -98,16 +98,14 @@ def evaluate_potential(
             shards = list(pool.map(_one_thread_shard, jobs))
         metrics = ErrorMetrics()
         for state, _ in shards:
-            for name, value in state.items():
-                setattr(metrics, name, getattr(metrics, name) + value)
+            metrics.add_states(state)
         order = np.argsort(np.concatenate([job[2] for job in jobs]), kind="stable")
         kept = {name: [item for _, shard in shards for item in shard[name]] for name in _KEPT}
         kept = {name: [values[i] for i in order] if values else [] for name, values in kept.items()}
     else:
         state, kept = _evaluate_shard(potential, path, None, batch_size, device, dtype, progress)
         metrics = ErrorMetrics()
-        for name, value in state.items():
-            setattr(metrics, name, value)
+        metrics.add_states(state)
     joined = {name: (np.concatenate(values) if np.ndim(values[0]) > 0 else np.asarray(values)) if values else None
               for name, values in kept.items() if name not in ("ref_d", "pred_d")}  # dipoles: stacked below
     ref_e, pred_e, base, n_atoms = joined["ref_e"], joined["pred_e"], joined["base"], joined["n_atoms"]

@@ -81,6 +81,12 @@ class ErrorMetrics(Metric):
             setattr(self, f"{name}_sq", getattr(self, f"{name}_sq") + (diff**2).sum())
             setattr(self, f"{name}_count", getattr(self, f"{name}_count") + diff.numel())
 
+    def add_states(self, states: dict[str, torch.Tensor]) -> None:
+        """Add sums taken elsewhere (another process's shard, ``metric_state``) as if by update()."""
+        for name, value in states.items():
+            setattr(self, name, getattr(self, name) + value)
+        self._update_count += 1  # torchmetrics warns on compute() before any update
+
     def seen(self) -> list[str]:
         """The quantities that had labels in some batch."""
         return [name for name in self.quantities if float(getattr(self, f"{name}_count")) > 0]
