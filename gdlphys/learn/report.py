@@ -56,6 +56,10 @@ def plot_rounds(rounds: Sequence[dict], threshold: float, output: Path) -> Path:
     right.axhline(1000 * threshold, color="k", ls=":", lw=1, label="max_force_std")
     right.set_xlabel("round")
     right.set_ylabel("largest per-atom force spread (meV/Å)")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole
     right.legend(fontsize=8)
     fig.suptitle("active learning: error and committee spread per round", fontsize=10)
     fig.tight_layout()
