@@ -290,10 +290,10 @@ def _worker_predict(text: str) -> MoleculeResult:
 def _calculator(potential, device: str | None, threads: int | None):
     """The float64 calculator of ``potential`` (see :func:`predict`)."""
     from gdlphys.calculator import GDLCalculator
-    from gdlphys.presets import preset_names, read_preset
+    from gdlphys.presets import names_a_preset, read_preset
 
     potential = potential or default_potential()
-    if isinstance(potential, (str, Path)) and (str(potential).endswith((".yaml", ".yml")) or str(potential) in preset_names()):
+    if names_a_preset(potential):
         preset = read_preset(potential)
         if preset.dispersion is not None:
             raise ValueError(f"preset {potential}: predict takes the potentials of a preset, not its dispersion "

@@ -155,6 +155,11 @@ def preset_path(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no preset file or shipped preset named {str(name_or_path)!r} (shipped: {', '.join(preset_names()) or 'none'})")
 
 
+def names_a_preset(value) -> bool:
+    """Whether ``value`` (a potential argument) is a preset: a YAML file or a shipped preset's name."""
+    return isinstance(value, (str, Path)) and (str(value).endswith((".yaml", ".yml")) or str(value) in preset_names())
+
+
 def preset_names() -> list[str]:
     return sorted({p.stem for d in shipped_dirs("ase_calculators") for p in d.glob("*.y*ml")})
 
@@ -200,4 +205,4 @@ def load_calculator(name_or_path: str | Path):
     return build_calculator(read_preset(name_or_path))
 
 
-__all__ = ["Preset", "PresetError", "build_calculator", "load_calculator", "parse_preset", "preset_names", "read_preset"]
+__all__ = ["Preset", "PresetError", "build_calculator", "load_calculator", "names_a_preset", "parse_preset", "preset_names", "read_preset"]

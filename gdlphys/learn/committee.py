@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from gdlphys.models.files import POTENTIAL_FILENAME, load_potential, save_potential
-from gdlphys.presets import preset_names, read_preset
+from gdlphys.presets import names_a_preset, read_preset
 from gdlphys.train.finetune import FinetuneConfig, default_finetune_fit, finetune_potential
 from gdlphys.train.replay import find_training_data
 
@@ -25,7 +25,7 @@ def committee_members(potential: str | Path | Sequence[str | Path]) -> list[str]
     (ase_calculators/ name or YAML file), or one potential (a committee of one, to be grown)."""
     if isinstance(potential, (list, tuple)):
         members = [str(p) for p in potential]
-    elif str(potential).endswith((".yaml", ".yml")) or str(potential) in preset_names():
+    elif names_a_preset(potential):
         members = list(read_preset(potential).potentials)
     else:
         members = [str(potential)]
