@@ -5,7 +5,9 @@ runs with the same training-time budget and the same architecture (the start pot
 
 - finetune: ``gdlphys finetune``'s defaults (new element grown in, reference energies refitted,
   replay, anchor, lower learning rate; see gdlphys/train/finetune.py);
-- scratch: a fresh potential trained with the start potential's recorded fit options.
+- scratch: a fresh potential trained as ``gdlphys train`` would at its defaults (``--scratch
+  defaults``: default architecture and fit options), or with the start potential's architecture
+  and recorded fit options (``--scratch parent``: the same network, learning from nothing).
 
 Along the way (time spent measuring is not counted against the budget) it records the force
 MAE on the new-chemistry test set, the validation set and the original domain, then writes
@@ -28,16 +30,18 @@ import json
 import math
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Timer
 
 from gdlphys.data import read_hdf5, write_hdf5
 from gdlphys.data.datamodule import FramesDataModule, GraphDataset
 from gdlphys.data.hdf5 import FrameReader
+from gdlphys.models.config import ModelConfig
 from gdlphys.models.files import load_potential
 from gdlphys.models.potential import UnknownElementError
 from gdlphys.train import finetune as ft
@@ -63,13 +67,16 @@ def mae(errors: dict | None) -> float:
     return errors["forces_mae"] if errors else math.nan
 
 
-class BudgetAndCurve(Callback):
+class BudgetAndCurve(Timer):
     """Stops training after ``seconds`` of training time and records learning curves.
 
     After every validation: the validation force MAE; every ``budget / points`` seconds (and
-    at the end) also the errors on the ``probes`` datasets. Probing time is not counted."""
+    at the end) also the errors on the ``probes`` datasets. Probing time is not counted.
+    It is Lightning's ``Timer`` with this clock, so the cosine schedule and the second stage
+    follow the budget as they do under ``--max-time``."""
 
     def __init__(self, seconds: float, clock: str, points: int, probes: dict[str, object]) -> None:
+        super().__init__(duration=timedelta(seconds=float(seconds)), interval="step", verbose=False)
         self.seconds, self.points, self.probes = float(seconds), int(points), probes
         self.now = time.process_time if clock == "cpu" else time.perf_counter
         self.t0 = self.excluded = 0.0
@@ -79,6 +86,15 @@ class BudgetAndCurve(Callback):
 
     def elapsed(self) -> float:
         return self.now() - self.t0 - self.excluded
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        return self.elapsed() if stage == "train" else 0.0
+
+    def on_fit_start(self, trainer, *args, **kwargs) -> None:
+        pass  # the clock starts with training (on_train_start)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        pass
 
     def wall(self) -> float:
         return time.perf_counter() - self.wall0 - self.wall_excluded
@@ -167,14 +183,19 @@ def finetune_run(args, train: Path, run_dir: Path, probes: dict) -> dict:
 
 def scratch_run(args, train: Path, run_dir: Path, probes: dict) -> dict:
     started = time.perf_counter()
-    parent = load_potential(args.potential)
-    fit = ft.FitConfig(**{**ft.recorded_fit(parent).to_dict(), "seed": args.seed})
+    if args.scratch == "parent":
+        parent = load_potential(args.potential)
+        fit, model = ft.FitConfig(**{**ft.recorded_fit(parent).to_dict(), "seed": args.seed}), parent.config
+    else:  # what `gdlphys train --train FRAMES` does
+        fit, model = ft.FitConfig(seed=args.seed), ModelConfig()
     dtype = getattr(torch, fit.dtype)
-    data = FramesDataModule(train, args.new_valid, cutoff=parent.cutoff, batch_size=fit.batch_size,
+    with FrameReader(train) as reader:
+        batch_size = fit.resolved_batch_size(float(reader.num_atoms.mean()))
+    data = FramesDataModule(train, args.new_valid, cutoff=model.cutoff, batch_size=batch_size,
                             valid_batch_size=fit.valid_batch_size, seed=fit.seed, dtype=dtype)
     data.setup("fit")
     statistics = compute_statistics(data.train_set[i] for i in range(len(data.train_set)))
-    task = PotentialTask(build_potential(parent.config, statistics, fit.seed, dtype), fit)
+    task = PotentialTask(build_potential(model, statistics, fit.seed, dtype), fit)
     setup_seconds = time.perf_counter() - started
     budget, trainer = run_budgeted(task, data, args.seconds, args.clock, args.curve_points, probes, run_dir)
     return {"fit": fit.to_dict(), "setup_wall_seconds": setup_seconds, **outcome(budget, trainer, task, probes)}
@@ -184,6 +205,8 @@ def finetune_fit(args) -> ft.FitConfig:
     fit = ft.default_finetune_fit(load_potential(args.potential)).to_dict()
     if args.lr is not None:
         fit["lr"] = args.lr
+    if args.lr_schedule is not None:
+        fit["lr_schedule"] = args.lr_schedule
     return ft.FitConfig(**{**fit, "seed": args.seed})
 
 
@@ -247,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-unseen", default=str(NEW / "unseen.h5"), help="new-chemistry molecules in no training set ('' to skip)")
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200])
     p.add_argument("--methods", nargs="+", choices=["finetune", "scratch"], default=["finetune", "scratch"])
+    p.add_argument("--scratch", choices=["defaults", "parent"], default="defaults",
+                   help="scratch runs at gdlphys train's defaults, or with the start potential's architecture and fit")
     p.add_argument("--budget", default="3m", help="training time per run, e.g. 3m or 90s")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what the budget counts (see above)")
     p.add_argument("--curve-points", type=int, default=8, help="test-set probes per run")
@@ -262,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-forgetting", type=lambda t: None if t.lower() == "none" else float(t), default=defaults.max_forgetting)
     p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init)
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: gdlphys finetune's)")
+    p.add_argument("--lr-schedule", choices=["plateau", "cosine"], default=None, help="fine-tuning LR schedule (default: gdlphys finetune's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -277,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         probes["unseen"] = GraphDataset(args.new_unseen, parent.cutoff, torch.float32)
     parent_original = ft.dataset_errors(parent.float(), probes["original"])["forces_mae"]
     results = {
-        "potential": str(args.potential), "budget": args.budget, "clock": args.clock, "sizes": args.sizes,
+        "potential": str(args.potential), "scratch": args.scratch, "budget": args.budget, "clock": args.clock, "sizes": args.sizes,
         "new_data": {"train": args.new_train, "valid": args.new_valid, "test": args.new_test, "unseen": args.new_unseen or None,
                      "train_molecules": molecules(Path(args.new_train)), "test_molecules": molecules(Path(args.new_test)),
                      "unseen_molecules": molecules(Path(args.new_unseen)) if args.new_unseen else []},

@@ -14,6 +14,7 @@ import sys
 from argparse import ArgumentError
 from typing import Optional
 
+from gdlphys.cli.threads import set_threads
 from gdlphys.cli.train_command import TRAINER_SKIP, changed_options
 
 # Earlier spellings -> the typed options' names (a flag without a value maps to its value).
@@ -63,6 +64,8 @@ def build_parser():
     parser.add_argument("--max_epochs", type=Optional[int], default=None, help="epoch budget (default 100 without --max_time)")
     parser.add_argument("-o", "--output", type=str, required=True, help="RUN_DIR: potential.pt, finetune.json, forgetting.png, checkpoints")
     parser.add_argument("--quiet", type=bool, default=False, help="no progress output")
+    parser.add_argument("--threads", type=Optional[int], default=None, help="CPU threads per process (default: 1 below 300 atoms "
+                        "a step, else the usable cores no other process is busy on; 1 for each data-parallel process)")
     parser.add_class_arguments(FinetuneConfig, None)
     parser.add_class_arguments(FitConfig, "fit")
     parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False, sub_configs=True)
@@ -120,6 +123,10 @@ def run(argv: list[str]) -> int:
         FrameReader(data_file).close()
     fit = FitConfig(**{**default_finetune_fit(parent).to_dict(), **changed_options(parser, cfg.fit.as_dict(), "fit")})
     trainer = changed_options(parser, cfg.trainer.as_dict(), "trainer")
+    with FrameReader(cfg.train) as reader:
+        mean_atoms = float(reader.num_atoms.mean())
+    several = str(trainer.get("strategy", "")).startswith("ddp") or (trainer.get("devices") not in (None, 1, "1", "auto"))
+    set_threads(1 if several and cfg.threads is None else cfg.threads, mean_atoms * fit.resolved_batch_size(mean_atoms))
     result = finetune_potential(
         parent, cfg.train, cfg.output, valid=cfg.valid, replay=cfg.replay, original_test=cfg.original_test,
         config=config, fit=fit, trainer=trainer, max_time=cfg.max_time, max_epochs=cfg.max_epochs,

@@ -274,7 +274,8 @@ def finetune_potential(
     the parent; :mod:`gdlphys.train.replay`), their loss weighted by ``config.replay_weight``;
     frozen parts, slower old weights and an anchor as ``config`` says (:class:`FinetuneConfig`).
     The architecture, cutoff and neighbour normalisation are the parent's; ``fit`` defaults to
-    the parent's recorded options at :data:`FINETUNE_LR_FACTOR` times its learning rate. The
+    the parent's recorded options with fine-tuning's learning rate and cosine schedule
+    (:func:`default_finetune_fit`). The
     original domain is measured on ``original_test``, else on held-out replay frames (at most
     ``max_eval_frames``). Writes RUN_DIR/potential.pt, finetune.json, forgetting.png and
     learning_curve.png; resumes a cut-short run like ``train_potential``.
