@@ -107,3 +107,29 @@ def test_the_command_line_sets_the_same_policy_for_its_whole_run(caller_threads)
     assert torch.get_num_threads() == 1
     set_threads(2, 21)  # --threads 2
     assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("threads, expected", [(None, 1), (2, 2)])
+def test_training_from_python_chooses_its_threads_and_restores_the_callers(caller_threads, tmp_path, monkeypatch, threads, expected):
+    """train_potential on ethanol (9 atoms x a few frames a step: small work) trains with one thread
+    whatever the caller's torch setting, or with the threads it is given, and leaves the caller's."""
+    from pathlib import Path
+
+    from gdlphys.data import read_hdf5, write_hdf5
+    from gdlphys.train.run import train_potential
+    from gdlphys.train.system import PotentialTask
+
+    source = Path(__file__).resolve().parent.parent / "datasets" / "ethanol-xtb" / "train.h5"
+    write_hdf5(tmp_path / "small.h5", read_hdf5(source, index=slice(0, 24)), method="GFN2-xTB")
+    seen: list[int] = []
+    step = PotentialTask.training_step
+
+    def counting_step(self, batch, batch_idx):
+        seen.append(torch.get_num_threads())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(PotentialTask, "training_step", counting_step)
+    train_potential(tmp_path / "small.h5", tmp_path / "run", max_epochs=1, progress=False, threads=threads,
+                    trainer={"limit_train_batches": 2, "limit_val_batches": 1, "accelerator": "cpu"})
+    assert seen and set(seen) == {expected}
+    assert torch.get_num_threads() == caller_threads

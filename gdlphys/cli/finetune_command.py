@@ -102,6 +102,8 @@ def run(argv: list[str]) -> int:
 
     from dataclasses import fields
 
+    import torch
+
     from gdlphys.data.hdf5 import FrameReader
     from gdlphys.models.files import load_potential
     from gdlphys.train.config import FitConfig
@@ -130,7 +132,7 @@ def run(argv: list[str]) -> int:
     result = finetune_potential(
         parent, cfg.train, cfg.output, valid=cfg.valid, replay=cfg.replay, original_test=cfg.original_test,
         config=config, fit=fit, trainer=trainer, max_time=cfg.max_time, max_epochs=cfg.max_epochs,
-        progress=not cfg.quiet,
+        progress=not cfg.quiet, threads=torch.get_num_threads(),
     )
     from lightning.pytorch.utilities import rank_zero_only
 

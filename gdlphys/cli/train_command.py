@@ -117,6 +117,8 @@ def run(argv: list[str]) -> int:
 
     from gdlphys.data.hdf5 import FrameReader
     from gdlphys.io_utils import atomic_write
+    import torch
+
     from gdlphys.train.run import train_potential
 
     for data_file in filter(None, (cfg.train, cfg.valid)):
@@ -137,7 +139,7 @@ def run(argv: list[str]) -> int:
             Path(tmp).write_text(parser.dump(cfg))
     result = train_potential(
         cfg.train, run_dir, cfg.valid, model=model, fit=fit, trainer=trainer,
-        max_time=cfg.max_time, max_epochs=cfg.max_epochs, progress=not cfg.quiet,
+        max_time=cfg.max_time, max_epochs=cfg.max_epochs, progress=not cfg.quiet, threads=torch.get_num_threads(),
     )
     if rank_zero_only.rank != 0:
         return 0

@@ -19,6 +19,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from gdlphys import keys
 from gdlphys.data.datamodule import GraphDataset, file_sha256
+from gdlphys.data.hdf5 import FrameReader
 from gdlphys.io_utils import atomic_write
 from gdlphys.models.files import POTENTIAL_FILENAME, load_potential, save_potential
 from gdlphys.models.potential import Potential
@@ -264,6 +265,7 @@ def finetune_potential(
     max_epochs: int | None = None,
     max_eval_frames: int = 200,
     progress: bool = True,
+    threads: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``potential`` (object, file, run folder or shipped name) on the frames of ``train``.
 
@@ -278,7 +280,8 @@ def finetune_potential(
     (:func:`default_finetune_fit`). The
     original domain is measured on ``original_test``, else on held-out replay frames (at most
     ``max_eval_frames``). Writes RUN_DIR/potential.pt, finetune.json, forgetting.png and
-    learning_curve.png; resumes a cut-short run like ``train_potential``.
+    learning_curve.png; resumes a cut-short run like ``train_potential``, and chooses its CPU
+    threads as it does (``threads``).
     """
     config = config or FinetuneConfig()
     run_dir = Path(output)
@@ -287,7 +290,10 @@ def finetune_potential(
         max_eval_frames=max_eval_frames, progress=progress,
     )
     task, data, errors = setup.task, setup.data, setup.errors
-    lightning_trainer = fit_task(task, data, run_dir, task.fit, trainer, max_time, max_epochs, progress)
+    with FrameReader(train) as reader:
+        mean_atoms = float(reader.num_atoms.mean())
+    lightning_trainer = fit_task(task, data, run_dir, task.fit, trainer, max_time, max_epochs, progress, threads=threads,
+                                 atoms_per_step=mean_atoms * task.fit.batch_size)
     tuned = task.inference_potential
     errors["new"]["finetuned"] = dataset_errors(tuned, data.valid_set)
     if setup.original is not None:

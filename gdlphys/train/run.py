@@ -22,6 +22,7 @@ from gdlphys.io_utils import atomic_write
 from gdlphys.models.config import ModelConfig
 from gdlphys.models.files import POTENTIAL_FILENAME, save_potential
 from gdlphys.models.potential import Potential
+from gdlphys.threads import ThreadPolicy, using_threads
 from gdlphys.train.config import ATOMS_PER_BATCH, FitConfig
 from gdlphys.train.plots import plot_learning_curve
 from gdlphys.train.statistics import DatasetStatistics, compute_statistics
@@ -141,9 +142,15 @@ def fit_task(
     max_time: str | None = None,
     max_epochs: int | None = None,
     progress: bool = True,
+    threads: int | None = None,
+    atoms_per_step: float | None = None,
 ) -> L.Trainer:
     """The Lightning part of a run (train or fine-tune): checkpoints every epoch, CSV logs per
-    attempt, and resumption from ``run_dir/checkpoints/last.ckpt`` when a run was cut short."""
+    attempt, and resumption from ``run_dir/checkpoints/last.ckpt`` when a run was cut short.
+
+    The run has ``threads`` CPU threads, or for None the thread policy's choice for
+    ``atoms_per_step`` (:class:`gdlphys.threads.ThreadPolicy`: one below 300 atoms, else the
+    usable cores no other process is busy on); the caller's setting is restored afterwards."""
     trainer_options = dict(trainer or {})
     if max_time is not None:
         trainer_options["max_time"] = parse_duration(max_time)
@@ -181,7 +188,10 @@ def fit_task(
     resume = last_path if last_path.is_file() else None
     if resume is not None and progress:
         print(f"gdlphys: resuming from {resume}", file=sys.stderr)
-    lightning_trainer.fit(task, datamodule=data, ckpt_path=resume)
+    if threads is None:
+        threads = ThreadPolicy()(atoms_per_step if atoms_per_step is not None else ATOMS_PER_BATCH)
+    with using_threads(threads):
+        lightning_trainer.fit(task, datamodule=data, ckpt_path=resume)
     return lightning_trainer
 
 
@@ -195,16 +205,20 @@ def train_potential(
     max_time: str | None = None,
     max_epochs: int | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> TrainResult:
-    """Train a potential; resumes from ``output/checkpoints/last.ckpt`` when a previous run was cut short."""
+    """Train a potential; resumes from ``output/checkpoints/last.ckpt`` when a previous run was cut short.
+
+    ``threads``: CPU threads of the run (None: one below 300 atoms a step, else the usable cores
+    no other process is busy on); the caller's ``torch.get_num_threads()`` is restored after."""
     model = model or ModelConfig()
     fit = fit or FitConfig()
     run_dir = Path(output)
     run_dir.mkdir(parents=True, exist_ok=True)
     dtype = getattr(torch, fit.dtype)
+    with FrameReader(train) as reader:
+        mean_atoms = float(reader.num_atoms.mean())
     if fit.batch_size is None:
-        with FrameReader(train) as reader:
-            mean_atoms = float(reader.num_atoms.mean())
         fit = replace(fit, batch_size=fit.resolved_batch_size(mean_atoms))  # the potential records the number
         if progress:
             print(f"gdlphys train: batch size {fit.batch_size} (about {ATOMS_PER_BATCH} atoms a step; frames hold {mean_atoms:.3g} on average)", file=sys.stderr)
@@ -221,7 +235,8 @@ def train_potential(
     if progress:
         print(f"gdlphys train: {len(data.train_set)} training / {len(data.valid_set)} validation frames; {statistics.summary()}", file=sys.stderr)
     task = PotentialTask(build_potential(model, statistics, fit.seed, dtype), fit)
-    lightning_trainer = fit_task(task, data, run_dir, fit, trainer, max_time, max_epochs, progress)
+    lightning_trainer = fit_task(task, data, run_dir, fit, trainer, max_time, max_epochs, progress, threads=threads,
+                                 atoms_per_step=mean_atoms * fit.batch_size)
 
     metrics = {k: float(v) for k, v in lightning_trainer.callback_metrics.items() if k.startswith("val/")}
     metadata = {
