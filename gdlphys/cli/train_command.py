@@ -115,10 +115,10 @@ def run(argv: list[str]) -> int:
     fit = FitConfig(**cfg.fit.as_dict())
     trainer = changed_options(parser, cfg.trainer.as_dict(), "trainer")
 
-    from gdlphys.data.hdf5 import FrameReader
-    from gdlphys.io_utils import atomic_write
     import torch
 
+    from gdlphys.data.hdf5 import FrameReader
+    from gdlphys.io_utils import atomic_write
     from gdlphys.train.run import train_potential
 
     for data_file in filter(None, (cfg.train, cfg.valid)):
