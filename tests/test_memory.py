@@ -12,7 +12,7 @@ from structures import SPECIES, graph_of, tiny_potential
 from gdlphys import keys
 from gdlphys.calculator import GDLCalculator
 from gdlphys.models.files import load_potential, save_potential
-from gdlphys.nn.edge_chunks import AUTO_CHUNK, AUTO_MIN_EDGES, chunk_size
+from gdlphys.nn.edge_chunks import AUTO_CHUNK, AUTO_MIN_EDGES, chunk_size, rows_per_chunk
 
 
 def _box(n_atoms: int = 24, seed: int = 0) -> Atoms:
@@ -66,8 +66,10 @@ def _saved_bytes(potential, graph) -> int:
     return sum(storages.values())
 
 
-def test_chunks_keep_less_for_the_backward_pass():
-    potential = tiny_potential(torch.float32, interaction="nequip")
+@pytest.mark.parametrize("interaction", ["nequip", "mace"])
+def test_chunks_keep_less_for_the_backward_pass(interaction):
+    """Edges and atoms both go in chunks: a product basis keeps far more per atom than an edge."""
+    potential = tiny_potential(torch.float32, interaction=interaction)
     graph = graph_of(_box(48, seed=2), potential.cutoff, torch.float32)
     one_pass = _saved_bytes(potential, graph)
     potential.edge_chunk = 64
@@ -81,6 +83,13 @@ def test_automatic_setting():
     assert chunk_size(0, 10 * AUTO_MIN_EDGES, training=False) == 0
     assert chunk_size(100, 100, training=True) == 0  # one chunk would be all of them
     assert chunk_size(100, 101, training=True) == 100
+
+
+def test_atoms_per_chunk_follow_the_edges():
+    assert rows_per_chunk(0, 1000, 50_000) == 0  # edges in one pass: atoms too
+    assert rows_per_chunk(8192, 100_000, 5_200_000) == 157  # the same share of the atoms as of the edges
+    assert rows_per_chunk(7, 24, 400) == 1  # never zero atoms a chunk
+    assert rows_per_chunk(64, 10, 0) == 0
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "64"])

@@ -1,11 +1,13 @@
-"""Neighbour sums in chunks of edges, recomputed in the backward pass: the memory of a
-force call grows with the atoms, no longer with the edges times the message width.
+"""Neighbour sums in chunks of edges, and per-atom updates in chunks of atoms, recomputed in
+the backward pass: the memory of a force call no longer grows with the edges times the
+message width, nor with the atoms times the width of a product basis.
 
 Forces are -dE/dr by autograd, so a plain forward keeps every edge's tensor-product
 intermediates and radial-MLP activations for the backward pass (kilobytes per edge, tens
-of edges per atom). Summed chunk by chunk under
+of edges per atom), and every atom's update intermediates (the monomials of a symmetric
+product basis: ~100 kB per atom for organic-xtb). Summed chunk by chunk under
 ``torch.utils.checkpoint`` (non-reentrant), only each chunk's inputs are kept; the backward
-pass recomputes one chunk's messages at a time. Same sums, in the same order within a chunk.
+pass recomputes one chunk at a time. Same sums, in the same order within a chunk.
 """
 
 from __future__ import annotations
@@ -69,6 +71,30 @@ def chunk_size(edge_chunk: int | None, n_edges: int, training: bool) -> int:
     return edge_chunk if 0 < edge_chunk < n_edges else 0
 
 
+def rows_per_chunk(edge_chunk: int, n_rows: int, n_edges: int) -> int:
+    """Atoms per chunk of a per-atom update when the edges go ``edge_chunk`` at a time (0: one
+    pass): the same share of the atoms as the edge chunk's share of the edges."""
+    if edge_chunk <= 0 or n_edges <= 0:
+        return 0
+    return max(1, edge_chunk * n_rows // n_edges)
+
+
+def _checkpointed(function: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
+    part = checkpoint(function, *inputs, use_reentrant=False)
+    if part.requires_grad:  # the backward pass recomputes chunk after chunk: trim between them too
+        part.register_hook(_trimmed)
+    return part
+
+
+def map_rows(function: Callable[..., Tensor], inputs: tuple[Tensor, ...], chunk: int) -> Tensor:
+    """``function(*inputs)`` for a function whose output row i depends on row i of each input
+    alone, ``chunk`` rows at a time under activation checkpointing (0: one plain pass)."""
+    if chunk <= 0 or inputs[0].shape[0] <= chunk:
+        return function(*inputs)
+    parts = [_checkpointed(function, *pieces) for pieces in zip(*(t.split(chunk) for t in inputs))]
+    return torch.cat(parts)  # cat keeps no input for its backward
+
+
 def sum_messages(
     messages: Callable[..., Tensor], edge_inputs: tuple[Tensor, ...], centre: Tensor, num_nodes: int, chunk: int
 ) -> Tensor:
@@ -82,9 +108,7 @@ def sum_messages(
     total = None
     # split: one backward node for all chunks of each input (a slice per chunk would write full-size grads)
     for piece_centre, *pieces in zip(centre.split(chunk), *(t.split(chunk) for t in edge_inputs)):
-        part = checkpoint(messages, *pieces, use_reentrant=False)
-        if part.requires_grad:  # the backward pass recomputes chunk after chunk: trim between them too
-            part.register_hook(_trimmed)
+        part = _checkpointed(messages, *pieces)
         if total is None:
             total = part.new_zeros((num_nodes,) + tuple(part.shape[1:]))
         # index_put_ keeps only the index for its backward (index_add_ would keep every chunk's messages)

@@ -11,7 +11,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from gdlphys import keys
-from gdlphys.nn.edge_chunks import check_edge_chunk, chunk_size, sum_messages
+from gdlphys.nn.edge_chunks import check_edge_chunk, chunk_size, map_rows, rows_per_chunk, sum_messages
 from gdlphys.nn.species import SpeciesDependent, grow_species_product, species_product_masks
 
 _SCALAR_ACTS = {1: nn.functional.silu, -1: torch.tanh}  # by parity: odd scalars need odd functions
@@ -118,8 +118,9 @@ class Interaction(SpeciesDependent):
     def species_masks(self, species) -> dict[str, torch.Tensor]:
         return {"self_connection.weight": species_product_masks(self.self_connection, species)}
 
-    def convolve(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
-        """m_i: the normalised neighbour sum of tensor-product messages (irreps ``tp.irreps_out``)."""
+    def convolve(self, data: dict[str, torch.Tensor], chunk: int = 0) -> torch.Tensor:
+        """m_i: the normalised neighbour sum of tensor-product messages (irreps ``tp.irreps_out``),
+        ``chunk`` edges at a time (0: one pass)."""
         features = data[keys.NODE_FEATURES]
         src, dst = data[keys.EDGE_INDEX]
         h = self.linear_in(features)
@@ -127,7 +128,6 @@ class Interaction(SpeciesDependent):
         def messages(src: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
             return self.tp(h[src], sh, self.radial(radial))
 
-        chunk = chunk_size(check_edge_chunk(self.edge_chunk), src.shape[0], self.training)
         edge_inputs = (src, data[keys.EDGE_SH], data[keys.EDGE_RADIAL])
         return sum_messages(messages, edge_inputs, dst, features.shape[0], chunk) / self.norm
 
@@ -137,6 +137,11 @@ class Interaction(SpeciesDependent):
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         features = data[keys.NODE_FEATURES]
-        updated = self.update(self.convolve(data), features, data[keys.NODE_ATTRS])
+        n_edges = data[keys.EDGE_INDEX].shape[1]
+        chunk = chunk_size(check_edge_chunk(self.edge_chunk), n_edges, self.training)
+        pooled = self.convolve(data, chunk)
+        # the update is per atom: chunked with the edges, else a product basis keeps ~100 kB an atom
+        node_inputs = (pooled, features, data[keys.NODE_ATTRS])
+        updated = map_rows(self.update, node_inputs, rows_per_chunk(chunk, features.shape[0], n_edges))
         data[keys.NODE_FEATURES] = features + updated if self.residual else updated
         return data
