@@ -160,3 +160,28 @@ def test_nve_drift_reports_a_fitted_drift_and_a_trace(tmp_path):
     # a smaller number than the largest excursion it averages over
     assert abs(result["fitted_drift_mev_per_atom"]) < max(1.0, result["max_deviation_mev_per_atom"])
     assert drift_plot(tmp_path / "drift.png", result, result, 300).is_file()
+
+
+def test_memory_child_measures_one_call_in_its_own_process(tmp_path):
+    """The memory benchmark's gdlphys side: one call in a fresh process, its peak above what loading took."""
+    import ase.io
+    import torch
+    from structures import tiny_potential
+
+    from gdlphys.bench.memory import _ours, memory_table
+    from gdlphys.bench.options import BenchOptions
+    from gdlphys.bench.systems import aspirin_molecule, molecule_box
+    from gdlphys.models.files import save_potential
+
+    box = molecule_box(aspirin_molecule(), (2, 2, 1))
+    ase.io.write(tmp_path / "box.xyz", box, format="extxyz")
+    potential = save_potential(tiny_potential(torch.float32), tmp_path / "p.pt")
+    options = BenchOptions(out=tmp_path)
+    row = _ours(tmp_path / "box.xyz", potential, options, tmp_path / "child.log")
+    assert row["n_atoms"] == len(box) and row["edges"] > len(box)
+    assert row["peak_rss_gb"] >= row["loaded_rss_gb"] > 0.05 and row["seconds"] > 0
+    failed = _ours(tmp_path / "missing.xyz", potential, options, tmp_path / "failed.log")
+    assert "exit status" in failed["error"]
+    table = memory_table([len(box), 10], [row, failed], [{"skipped": "above 5 atoms"}, {"skipped": "above 5 atoms"}], "tiny", options)
+    assert table.rows[0].values["gdlphys"] == row["peak_rss_gb"] and table.rows[0].values["MACE"] is None
+    assert any("not run" in note for note in table.notes) and any("exit status" in note for note in table.notes)

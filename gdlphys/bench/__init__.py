@@ -1,6 +1,6 @@
 """Side-by-side benchmarks against MACE (and neighbour lists against ASE, vesin, matscipy).
 
-``gdlphys bench {accuracy,md,train,neighbours,all}`` runs them. Each benchmark measures
+``gdlphys bench {accuracy,md,memory,train,neighbours,all}`` runs them. Each benchmark measures
 gdlphys and its peers in the same run on the same machine, prints a table with the
 ratio, and writes ``<name>.json`` and ``<name>.png`` into the output folder.
 

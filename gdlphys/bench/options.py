@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-BENCHMARKS = ("accuracy", "md", "train", "neighbours")
+BENCHMARKS = ("accuracy", "md", "memory", "train", "neighbours")
 
 
 @dataclass

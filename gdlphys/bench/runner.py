@@ -14,6 +14,7 @@ from gdlphys.bench.report import Table
 _MODULES = {
     "accuracy": "gdlphys.bench.accuracy",
     "md": "gdlphys.bench.md",
+    "memory": "gdlphys.bench.memory",
     "train": "gdlphys.bench.throughput",
     "neighbours": "gdlphys.bench.neighbours",
 }

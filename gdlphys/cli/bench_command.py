@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gdlphys.cli.threads import set_threads
 
-_CHOICES = ("accuracy", "md", "train", "neighbours", "all")
+_CHOICES = ("accuracy", "md", "memory", "train", "neighbours", "all")
 
 
 def register(sub) -> None:
