@@ -207,6 +207,8 @@ def finetune_fit(args) -> ft.FitConfig:
         fit["lr"] = args.lr
     if args.lr_schedule is not None:
         fit["lr_schedule"] = args.lr_schedule
+    if args.batch_size is not None:
+        fit["batch_size"] = args.batch_size
     return ft.FitConfig(**{**fit, "seed": args.seed})
 
 
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-element-init", choices=["analogue", "mean"], default=defaults.new_element_init)
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: gdlphys finetune's)")
     p.add_argument("--lr-schedule", choices=["plateau", "cosine"], default=None, help="fine-tuning LR schedule (default: gdlphys finetune's)")
+    p.add_argument("--batch-size", type=int, default=None, help="fine-tuning frames per step (default: gdlphys finetune's: the parent's recorded size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("-o", "--output", type=Path, required=True)

@@ -413,6 +413,22 @@ def test_replay_is_found_by_hash_or_made_from_the_original_test_by_the_parent(da
     assert resolve_replay(parent, tmp_path / "none").path is None
 
 
+def test_default_batch_follows_the_new_data_atoms_not_the_parent(data, tmp_path):
+    """The parent recorded 4 frames a step of 9-atom ethanol; methylamine (7 atoms) fine-tunes with
+    gdlphys train's rule on its own frames: ATOMS_PER_BATCH atoms a step."""
+    from gdlphys.train.config import ATOMS_PER_BATCH
+    from gdlphys.train.finetune import default_finetune_fit, prepare_finetune
+
+    parent = load_potential(data["parent"])
+    assert parent.metadata["fit"]["batch_size"] == 4 and default_finetune_fit(parent).batch_size is None
+    setup = prepare_finetune(parent, data["methylamine"], tmp_path, original_test=data["ethanol"], progress=False)
+    atoms = np.mean([len(a) for a in read_hdf5(data["methylamine"])])
+    assert setup.task.fit.batch_size == round(ATOMS_PER_BATCH / atoms) != 4
+    given = FitConfig(**{**default_finetune_fit(parent).to_dict(), "batch_size": 3})
+    assert prepare_finetune(parent, data["methylamine"], tmp_path / "given", original_test=data["ethanol"], fit=given,
+                            progress=False).task.fit.batch_size == 3
+
+
 def test_finetune_cli_rejects_a_bad_freeze_spec_before_running(data, tmp_path, capsys):
     run = tmp_path / "never"
     argv = ["finetune", str(data["parent"]), "--train", str(data["methylamine"]), "--freeze", "embeding", "-o", str(run)]

@@ -40,7 +40,6 @@ from gdlphys.train.finetune_report import (
 )
 from gdlphys.train.finetune_config import (
     ANCHOR_KINDS,
-    FINETUNE_BATCH_SIZE,
     FINETUNE_LR_FACTOR,
     FinetuneConfig,
     default_finetune_fit,
@@ -59,7 +58,7 @@ from gdlphys.train.run import fit_task, metrics_files
 __all__ = [
     "STAGES", "FinetuneConfig", "FinetuneResult", "FinetuneSetup", "dataset_errors", "default_finetune_fit", "finetune_card",
     "finetune_potential", "format_errors", "frozen_parameter_names", "plot_forgetting", "prepare_finetune",
-    "recorded_fit", "ANCHOR_KINDS", "FINETUNE_BATCH_SIZE", "FINETUNE_LR_FACTOR",
+    "recorded_fit", "ANCHOR_KINDS", "FINETUNE_LR_FACTOR",
 ]
 
 FORGETTING_MONITOR_FRAMES = 32  # original-domain frames measured after each validation (max_forgetting)
@@ -149,6 +148,11 @@ class FinetuneSetup:
     original_energies_comparable: bool = True  # False: the original domain is another level of theory
 
 
+def _mean_atoms(path: str | Path) -> float:
+    with FrameReader(path) as reader:
+        return float(reader.num_atoms.mean())
+
+
 def _without_energies(metrics: dict[str, float]) -> dict[str, float | None]:
     """Metrics with the energy errors blanked (None): energies of another level of theory than the
     refitted reference energies differ by the offsets alone, so their error says nothing."""
@@ -173,8 +177,8 @@ def prepare_finetune(
     config = config or FinetuneConfig()
     parent = load_potential(potential) if not isinstance(potential, Potential) else potential
     fit = fit or default_finetune_fit(parent)
-    if fit.batch_size is None:
-        fit = replace(fit, batch_size=FINETUNE_BATCH_SIZE)
+    if fit.batch_size is None:  # as gdlphys train: frames of the new data for ATOMS_PER_BATCH atoms a step
+        fit = replace(fit, batch_size=fit.resolved_batch_size(_mean_atoms(train)))
     dtype = getattr(torch, fit.dtype)
     parent = copy.deepcopy(parent).to(dtype).eval()  # the caller's potential stays as it was
     run_dir = Path(run_dir)
@@ -290,10 +294,8 @@ def finetune_potential(
         max_eval_frames=max_eval_frames, progress=progress,
     )
     task, data, errors = setup.task, setup.data, setup.errors
-    with FrameReader(train) as reader:
-        mean_atoms = float(reader.num_atoms.mean())
     lightning_trainer = fit_task(task, data, run_dir, task.fit, trainer, max_time, max_epochs, progress, threads=threads,
-                                 atoms_per_step=mean_atoms * task.fit.batch_size)
+                                 atoms_per_step=_mean_atoms(train) * task.fit.batch_size)
     tuned = task.inference_potential
     errors["new"]["finetuned"] = dataset_errors(tuned, data.valid_set)
     if setup.original is not None:
