@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
@@ -29,7 +27,7 @@ from ase import units
 from ase.calculators.calculator import all_changes
 from ase.md.verlet import VelocityVerlet
 
-from gdlphys.bench.systems import aspirin_molecule, molecule_box
+from gdlphys.bench.systems import aspirin_molecule, busy_core, molecule_box
 from gdlphys.calculator import GDLCalculator
 from gdlphys.models.files import load_potential
 from gdlphys.nve import initialise_velocities
@@ -42,19 +40,6 @@ from gdlphys.threads import (
 )
 
 GRIDS = [(1, 1, 1), (2, 2, 2), (4, 4, 4)]  # aspirin copies: 21, 168, 1344 atoms
-SPINNER = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
-
-
-@contextmanager
-def busy_core(seconds: float):
-    """One process spinning at the same priority as this one; gone on exit (or after ``seconds``)."""
-    spinner = subprocess.Popen([sys.executable, "-c", SPINNER.format(seconds=seconds)])
-    try:
-        time.sleep(0.3)  # let it reach its loop
-        yield
-    finally:
-        spinner.kill()
-        spinner.wait()
 
 
 def steps_per_second(atoms, min_seconds: float, min_steps: int = 2) -> float:

@@ -185,3 +185,18 @@ def test_memory_child_measures_one_call_in_its_own_process(tmp_path):
     table = memory_table([len(box), 10], [row, failed], [{"skipped": "above 5 atoms"}, {"skipped": "above 5 atoms"}], "tiny", options)
     assert table.rows[0].values["gdlphys"] == row["peak_rss_gb"] and table.rows[0].values["MACE"] is None
     assert any("not run" in note for note in table.notes) and any("exit status" in note for note in table.notes)
+
+
+def test_defaults_rows_leave_threads_to_each_code(monkeypatch):
+    """At their defaults the peer's child gets no thread limit; the table has a row per size and condition."""
+    from gdlphys.bench.md import defaults_table
+    from gdlphys.bench.options import BenchOptions
+    from gdlphys.bench.peers import thread_environment
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert "OMP_NUM_THREADS" not in thread_environment(None) and thread_environment(3)["MKL_NUM_THREADS"] == "3"
+    ours = {c: [{"n_atoms": 21, "steps_per_second": 20.0, "dtype": "float32"}] for c in ("quiet", "busy")}
+    peer = {c: {"speed": [{"steps_per_second": 10.0}], "threads": 2, "dtype": "float32"} for c in ("quiet", "busy")}
+    table = defaults_table(ours, peer, "fresh", BenchOptions())
+    assert [r.name for r in table.rows] == ["21 atoms, quiet", "21 atoms, busy"]
+    assert table.ratio_of(table.rows[0]) == 2.0 and any("2 torch threads" in n for n in table.notes)

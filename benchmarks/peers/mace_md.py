@@ -46,7 +46,8 @@ def main() -> int:
     parser.add_argument("--structures", type=Path, nargs="+", required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "default"],
+                        help="default: MACECalculator's own choice (the model's dtype)")
     parser.add_argument("--timestep-fs", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -60,10 +61,11 @@ def main() -> int:
     import torch
     from mace.calculators import MACECalculator
 
-    calc = MACECalculator(model_paths=str(args.model), device=args.device, default_dtype=args.dtype)
+    calc = MACECalculator(model_paths=str(args.model), device=args.device, default_dtype="" if args.dtype == "default" else args.dtype)
     model = calc.models[0]
     result = {
         "threads": torch.get_num_threads(),
+        "dtype": str(calc.default_dtype),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "r_max": float(model.r_max),
         "speed": [],

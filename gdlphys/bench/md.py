@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from gdlphys.bench.report import Table, line_panels, trace_plot, write_report
 from gdlphys.bench.systems import (
     aspirin_molecule,
     aspirin_split,
+    busy_core,
     export_extxyz,
     molecule_box,
     subset_split,
@@ -132,6 +134,12 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     peer = run_peer(peer_python, "mace_md.py", arguments, work / "mace-md.json", work / "mace-md.log", options.threads, "MACE MD")
 
     tables = [speed_table(ours, peer, origin, options)]
+    if options.at_defaults:
+        ours["at_defaults"], peer["at_defaults"] = {}, {}
+        for condition in ("quiet", "busy"):
+            a, b = speeds_at_defaults(potential, mace_model, paths, setting, options, peer_python, work, condition)
+            ours["at_defaults"][condition], peer["at_defaults"][condition] = a, b
+        tables.append(defaults_table(ours["at_defaults"], peer["at_defaults"], origin, options))
     if drift_steps:
         tables.append(drift_table(ours, peer, drift_steps, origin))
         drift_plot(options.out / "nve-drift.png", ours["drift"], peer["drift"], drift_steps)
@@ -172,6 +180,53 @@ def compiled_speeds(potential, paths: list[Path], options: BenchOptions, setting
         speeds.append(speed)
         _log(f"gdlphys compiled: {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s (first call {first_call:.1f} s)")
     return speeds
+
+
+def speeds_at_defaults(potential, mace_model: str, paths: list[Path], setting: dict, options: BenchOptions, peer_python: Path,
+                       work: Path, condition: str) -> tuple[list[dict], dict]:
+    """Both codes at their own defaults (GDLCalculator: threads and dtype None; MACECalculator: its
+    dtype and torch's default threads), on the machine as it is or with one core busy."""
+    import ase.io
+
+    from gdlphys.calculator import GDLCalculator
+
+    with busy_core() if condition == "busy" else _nothing():
+        calc = GDLCalculator(potential, device=options.device)
+        ours = []
+        for path in paths:
+            atoms = ase.io.read(path)
+            atoms.calc = calc
+            initialise_velocities(atoms, TEMPERATURE_K, options.seed)
+            speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
+            speed.update(n_atoms=len(atoms), dtype=str(calc.dtype).removeprefix("torch."))
+            ours.append(speed)
+            _log(f"gdlphys at its defaults ({condition}): {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s")
+        arguments = ["--model", mace_model, "--structures", *map(str, paths), "--device", options.device, "--dtype", "default",
+                     "--timestep-fs", str(TIMESTEP_FS), "--temperature", str(TEMPERATURE_K), "--seed", str(options.seed),
+                     "--min-seconds", str(setting["min_seconds"]), "--max-steps", str(setting["max_steps"]), "--warmup", str(setting["warmup"])]
+        peer = run_peer(peer_python, "mace_md.py", arguments, work / f"mace-md-defaults-{condition}.json",
+                        work / f"mace-md-defaults-{condition}.log", None, f"MACE MD at its defaults ({condition})")
+    return ours, peer
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+def defaults_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> Table:
+    table = Table(f"MD speed, each code at its own defaults (threads, dtype), {options.device}: quiet and with one core busy", ["gdlphys", "MACE"])
+    for condition in ("quiet", "busy"):
+        for a, b in zip(ours[condition], peer[condition]["speed"]):
+            table.add(f"{a['n_atoms']} atoms, {condition}", "steps/s", {"gdlphys": a["steps_per_second"], "MACE": b["steps_per_second"]}, better="higher")
+    quiet = peer["quiet"]
+    table.notes += [
+        (f"gdlphys: GDLCalculator(potential) (threads chosen per call, {ours['quiet'][0]['dtype']}); "
+         f"MACE: MACECalculator(model) ({quiet.get('dtype', '?')}, {quiet['threads']} torch threads)"),
+        "busy: a second process spins on one core (while True: pass) while both run",
+        f"models: {origin}",
+    ]
+    return table
 
 
 def speed_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> Table:

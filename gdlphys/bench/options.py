@@ -25,6 +25,9 @@ class BenchOptions:
         seed: seeds data splits, weights and velocities.
         parallel: accuracy: train the two codes at the same time, each with ``threads`` threads
             (on a machine with at least twice that many free cores: half the wall time).
+        at_defaults: md: also each code at its own defaults (threads and dtype: GDLCalculator's
+            per-call thread policy, MACECalculator with torch's default threads), on the machine as
+            it is and with one core busy (a second process spinning), as a user's script meets them.
     """
 
     out: Path = Path("bench-results")
@@ -37,6 +40,7 @@ class BenchOptions:
     seed: int = 0
     compile: bool | None = None
     parallel: bool = False
+    at_defaults: bool = False
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

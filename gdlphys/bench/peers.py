@@ -19,11 +19,15 @@ class PeerError(RuntimeError):
     """A peer script failed; the message names its log."""
 
 
-def thread_environment(threads: int) -> dict[str, str]:
-    """Environment of a child process limited to ``threads`` CPU threads (OpenMP, MKL, OpenBLAS)."""
+def thread_environment(threads: int | None) -> dict[str, str]:
+    """Environment of a child process limited to ``threads`` CPU threads (OpenMP, MKL, OpenBLAS);
+    None: no limit, the child's libraries choose for themselves (their defaults)."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[name] = str(threads)
+        if threads is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -48,7 +52,7 @@ def find_peer_python(peer_python: str | Path | None) -> Path:
 class PeerRun:
     """A peer script running in the background; ``finish()`` waits for it and returns its JSON."""
 
-    def __init__(self, python: Path, script: str, arguments: list[str], result: Path, log: Path, threads: int, what: str) -> None:
+    def __init__(self, python: Path, script: str, arguments: list[str], result: Path, log: Path, threads: int | None, what: str) -> None:
         result.unlink(missing_ok=True)
         self.result, self.log, self.what = result, log, what
         command = [str(python), str(PEER_SCRIPTS / script), *arguments, "--result", str(result)]
@@ -84,7 +88,7 @@ class PeerRun:
 
 
 def run_peer(
-    python: Path, script: str, arguments: list[str], result: Path, log: Path, threads: int, what: str,
+    python: Path, script: str, arguments: list[str], result: Path, log: Path, threads: int | None, what: str,
     timeout_s: float | None = None,
 ) -> dict:
     """Run ``benchmarks/peers/<script>`` with ``arguments`` (+ ``--result``); return its JSON.

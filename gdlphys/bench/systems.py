@@ -1,8 +1,14 @@
 """The structures of the benchmarks: the aspirin dataset (and its extxyz copies for MACE),
-boxes of aspirin copies for MD, and random atoms at water density for neighbour lists."""
+boxes of aspirin copies for MD, and random atoms at water density for neighbour lists; and a
+busy core (another process spinning) for the measurements a shared machine gives."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +19,19 @@ from gdlphys.paths import find_shipped
 
 DATASET = "aspirin-xtb"
 WATER_ATOMS_PER_A3 = 0.1003  # 33.4 H2O per nm^3 at 300 K, three atoms each
+SPINNER = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@contextmanager
+def busy_core(seconds: float = 600.0) -> Iterator[None]:
+    """One process spinning at the same priority as this one; gone on exit (or after ``seconds``)."""
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER.format(seconds=seconds)])
+    try:
+        time.sleep(0.3)  # let it reach its loop
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 @dataclass

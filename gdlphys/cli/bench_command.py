@@ -32,6 +32,8 @@ def register(sub) -> None:
                    help="md: also time gdlphys through torch.compile, compile time reported apart (default: yes, not with --quick)")
     p.add_argument("--parallel", action="store_true",
                    help="accuracy: train both codes at the same time, --threads each (needs 2x --threads free cores)")
+    p.add_argument("--at-defaults", action="store_true",
+                   help="md: also each code at its own defaults (threads, dtype), quiet and with one core busy")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_bench)
 
@@ -47,6 +49,7 @@ def run_bench(args) -> int:
         out=Path(args.out), budget_min=args.budget_min, quick=args.quick,
         peer_python=Path(args.peer_python) if args.peer_python else None, threads=args.threads,
         device=args.device, drift_ps=args.drift_ps, seed=args.seed, compile=args.compile, parallel=args.parallel,
+        at_defaults=args.at_defaults,
     )
     set_threads(args.threads, 0)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
