@@ -2,6 +2,8 @@
 
 Run from the repository root (about 10 minutes on one core):
     .venv/bin/python potentials/organic-xtb/evaluate.py [--potential organic-xtb] [--out potentials/organic-xtb]
+    .venv/bin/python potentials/organic-xtb/evaluate.py --potential organic-committee --out runs/committee-eval
+(a committee preset of ase_calculators/: its mean relaxes, its mean forces and dipoles are scored)
 
 For each molecule of DRUGLIKE (none of them in datasets/nci-xtb/split.json or split-v2.json):
 - MD frames: GFN2-xTB Langevin MD at 400 K (tblite), 10 frames 10 fs apart -> force and dipole
@@ -83,6 +85,29 @@ def frame_errors(potential, path: Path) -> dict:
     return {"metrics": result.metrics, "forces": result.forces, "dipole": result.dipole}
 
 
+def calculator_frame_errors(calc, path: Path) -> dict:
+    """frame_errors through an ASE calculator (a committee's mean), frame by frame."""
+    from gdlphys.data import read_hdf5
+
+    forces, energies, dipoles = ([], []), [], ([], [])
+    for atoms in read_hdf5(path):
+        ref_forces, ref_energy, ref_dipole = atoms.get_forces(), atoms.get_potential_energy(), atoms.get_dipole_moment()
+        atoms.calc = calc
+        forces[0].append(ref_forces)
+        forces[1].append(atoms.get_forces())
+        energies.append(abs(atoms.get_potential_energy() - ref_energy) / len(atoms))
+        dipoles[0].append(ref_dipole)
+        dipoles[1].append(atoms.get_dipole_moment())
+    f_ref, f_pred = np.concatenate(forces[0]), np.concatenate(forces[1])
+    d_ref, d_pred = np.array(dipoles[0]), np.array(dipoles[1])
+    metrics = {
+        "n_frames": len(energies), "forces_mae": float(np.mean(np.abs(f_pred - f_ref))), "energy_per_atom_mae": float(np.mean(energies)),
+        "dipole_mae": float(np.mean(np.abs(d_pred - d_ref))),
+        "dipole_debye_norm_mae": float(np.mean(np.abs(np.linalg.norm(d_pred, axis=1) - np.linalg.norm(d_ref, axis=1)))) * DEBYE,
+    }
+    return {"metrics": metrics, "forces": (f_ref, f_pred), "dipole": (d_ref, d_pred)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--potential", default="organic-xtb")
@@ -96,13 +121,19 @@ def main() -> None:
     from gdlphys.predict import predict
     from gdlphys.figures import save_figure, subplots
 
-    potential = load_potential(args.potential)
     from ase import Atoms
 
     from gdlphys.calculator import GDLCalculator
+    from gdlphys.presets import names_a_preset, read_preset
 
-    calc = GDLCalculator(potential, dtype="float64")
-    frames = frame_errors(potential, md_frames(ROOT / "datasets" / "nci-xtb" / "druglike-2.h5"))
+    frames_path = md_frames(ROOT / "datasets" / "nci-xtb" / "druglike-2.h5")
+    if names_a_preset(args.potential):  # a committee: its mean, as predict and MD use it
+        calc = GDLCalculator(list(read_preset(args.potential).potentials), dtype="float64")
+        frames = calculator_frame_errors(calc, frames_path)
+    else:
+        potential = load_potential(args.potential)
+        calc = GDLCalculator(potential, dtype="float64")
+        frames = frame_errors(potential, frames_path)
     results = predict(list(DRUGLIKE.values()), args.potential, conformers=1, reference="xtb", progress=True)
 
     rows, freq_ref, freq_pred, dip_ref, dip_pred = [], [], [], [], []
