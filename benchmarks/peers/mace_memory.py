@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
 
-def _status_gb(field: str) -> float | None:
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return None
-    return next((int(line.split()[1]) / 2**20 for line in lines if line.startswith(field + ":")), None)
+def _rss():
+    """gdlphys/bench/rss.py loaded by its path: the same peak measurement as the gdlphys side,
+    without importing gdlphys (whose e3nn differs from MACE's)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "gdlphys" / "bench" / "rss.py"
+    spec = importlib.util.spec_from_file_location("gdlphys_bench_rss", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def reset_peak() -> float:
-    """As gdlphys.bench.memory.reset_peak: VmHWM restarted (clear_refs 5); the memory now, GB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _status_gb("VmRSS") or peak_rss_gb()
-
-
-def peak_rss_gb() -> float:
-    return _status_gb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+rss = _rss()
+reset_peak, peak_rss_gb = rss.reset_peak, rss.peak_rss_gb
 
 
 def main() -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from gdlphys.bench.options import BenchOptions
 from gdlphys.bench.peers import run_peer, thread_environment
 from gdlphys.bench.report import Table, line_panels, write_report
+from gdlphys.bench.rss import peak_rss_gb, reset_peak
 from gdlphys.bench.systems import aspirin_molecule, molecule_box
 
 FULL = {"grids": [(4, 4, 6), (8, 8, 8), (12, 12, 12), (18, 18, 15)], "peer_max_atoms": 11_000}  # 2,016 ... 102,060 atoms
@@ -34,31 +34,6 @@ QUICK = {"grids": [(2, 2, 2), (4, 4, 6)], "peer_max_atoms": 11_000}
 
 def _log(message: str) -> None:
     print(f"bench memory: {message}", file=sys.stderr, flush=True)
-
-
-def _status_gb(field: str) -> float | None:
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in GB; None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> float:
-    """Start the peak resident memory afresh (Linux: clear_refs 5 resets VmHWM); the memory now, GB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _status_gb("VmRSS") or peak_rss_gb()
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory since the last reset_peak (else since it began)."""
-    return _status_gb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def measure(structure: Path, potential: Path, device: str) -> dict:
