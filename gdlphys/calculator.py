@@ -17,7 +17,7 @@ from gdlphys.models.files import load_potential
 from gdlphys.models.potential import Potential
 from gdlphys.nn.edge_chunks import check_edge_chunk
 from gdlphys.graph import NeighbourListCache
-from gdlphys.threads import ThreadPolicy, using_threads
+from gdlphys.threads import CALL_SMALL_WORK_ATOMS, ThreadPolicy, using_threads
 
 
 class UncertaintyExceeded(RuntimeError):
@@ -111,7 +111,7 @@ class GDLCalculator(Calculator):
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
         self.threads = threads
-        self._thread_policy = ThreadPolicy()
+        self._thread_policy = ThreadPolicy(CALL_SMALL_WORK_ATOMS)  # asked again at every call
         members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
         if not members:
             raise ValueError("a committee needs at least one potential")

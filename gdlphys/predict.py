@@ -20,7 +20,7 @@ from ase.data import chemical_symbols
 from ase.optimize import BFGS
 
 from gdlphys.paths import find_shipped
-from gdlphys.threads import ThreadPolicy, using_threads
+from gdlphys.threads import CALL_SMALL_WORK_ATOMS, ThreadPolicy, using_threads
 from gdlphys.units import DEBYE_PER_E_ANGSTROM
 from gdlphys.vibrations import (
     harmonic_modes,
@@ -268,7 +268,7 @@ class _Work:
         return results
 
 
-_POLICY = ThreadPolicy()
+_POLICY = ThreadPolicy(CALL_SMALL_WORK_ATOMS)  # asked again for every batch of molecules
 _WORKER: dict[str, _Work] = {}
 
 

@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import torch
 
-SMALL_WORK_ATOMS = 300  # atoms per model call below which one thread, idle cores or not: little to gain, much to lose
+SMALL_WORK_ATOMS = 300  # atoms per step below which a whole run (training, a CLI run) takes one thread, idle cores or not
+CALL_SMALL_WORK_ATOMS = 100  # the same for a policy that looks again every call (the calculator, predict)
 WINDOW_S = 1.0  # how often the load of other processes is read again
 FIRST_WINDOW_S = 0.1  # the first reading waits this long (ten clock ticks of /proc/stat)
 STRAY_CORES = 0.2  # CPU time of others (shells, daemons) below which a core still counts as idle
@@ -35,11 +36,11 @@ def usable_cores() -> int:
     return max(1, min(cores, cap))
 
 
-def threads_for(n_atoms: float, available: int | None = None) -> int:
+def threads_for(n_atoms: float, available: int | None = None, small_work_atoms: int = SMALL_WORK_ATOMS) -> int:
     """Intra-op threads for a model call on ``n_atoms`` atoms (a batch: its total) with ``available`` cores
-    free (default: :func:`usable_cores`): one below SMALL_WORK_ATOMS, every available core above."""
+    free (default: :func:`usable_cores`): one below ``small_work_atoms``, every available core above."""
     available = usable_cores() if available is None else max(1, int(available))
-    return 1 if n_atoms < SMALL_WORK_ATOMS else available
+    return 1 if n_atoms < small_work_atoms else available
 
 
 class _Reading(NamedTuple):
@@ -105,14 +106,21 @@ class ThreadPolicy:
     """The threads of each call of one calculator or run: :func:`threads_for` the call's atoms, with the
     usable cores as available, no more than the caller's ``torch.get_num_threads()`` (torch's default
     is every core; a script that set fewer keeps them), and no more than other processes leave idle
-    (:class:`IdleCores`, read only when more than one thread would be chosen)."""
+    (:class:`IdleCores`, read only when more than one thread would be chosen).
 
-    def __init__(self) -> None:
+    ``small_work_atoms``: below it, one thread. A run that chooses once for its whole length
+    (training, a command) keeps :data:`SMALL_WORK_ATOMS`: a core that turns busy later would cost
+    it 2-45x per step to the end. A policy asked again at every call (the calculator, predict) takes
+    :data:`CALL_SMALL_WORK_ATOMS`: on idle cores two threads are 1.4-1.6x one from about 40 atoms,
+    and a core that turns busy costs it only until the next reading of the load (a second)."""
+
+    def __init__(self, small_work_atoms: int = SMALL_WORK_ATOMS) -> None:
         self.idle_cores = IdleCores()
+        self.small_work_atoms = int(small_work_atoms)
 
     def __call__(self, n_atoms: float) -> int:
         usable = usable_cores()
-        wanted = threads_for(n_atoms, min(usable, torch.get_num_threads()))
+        wanted = threads_for(n_atoms, min(usable, torch.get_num_threads()), self.small_work_atoms)
         return wanted if wanted == 1 else min(wanted, self.idle_cores(usable))
 
 

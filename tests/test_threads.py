@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gdlphys.threads import (
+    CALL_SMALL_WORK_ATOMS,
     SMALL_WORK_ATOMS,
     IdleCores,
     ThreadPolicy,
@@ -46,6 +47,23 @@ def test_one_thread_for_a_molecule_every_available_core_for_big_work():
     assert threads_for(SMALL_WORK_ATOMS, available=8) == 8
     assert threads_for(1344, available=1) == 1
     assert threads_for(10_000) == usable_cores()
+
+
+def test_a_policy_asked_every_call_takes_idle_cores_from_fewer_atoms_than_a_run(monkeypatch):
+    """168 atoms on two idle cores: the calculator takes both (1.6x measured), a training run one."""
+    from gdlphys.calculator import GDLCalculator
+    from structures import tiny_potential
+
+    monkeypatch.setattr("gdlphys.threads.usable_cores", lambda: 2)
+    per_call, per_run = GDLCalculator(tiny_potential())._thread_policy, ThreadPolicy()
+    for policy in (per_call, per_run):
+        policy.idle_cores = lambda usable: usable
+    assert CALL_SMALL_WORK_ATOMS < 168 < SMALL_WORK_ATOMS
+    with using_threads(2):
+        assert per_call(168) == 2 and per_run(168) == 1
+        assert per_call(21) == 1
+        per_call.idle_cores = lambda usable: usable - 1  # a core busy elsewhere
+        assert per_call(168) == 1
 
 
 def test_usable_cores_are_the_affinity_capped_by_omp_num_threads(monkeypatch):
