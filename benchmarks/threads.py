@@ -32,6 +32,7 @@ from gdlphys.calculator import GDLCalculator
 from gdlphys.models.files import load_potential
 from gdlphys.nve import initialise_velocities
 from gdlphys.threads import (
+    CALL_SMALL_WORK_ATOMS,
     STRAY_CORES,
     IdleCores,
     ThreadPolicy,
@@ -126,7 +127,7 @@ def main() -> None:
         atoms = molecule_box(molecule, grid)
         for condition in ("quiet", "busy"):
             with busy_core(args.spinner_s) if condition == "busy" else _nothing():
-                policy = ThreadPolicy()
+                policy = ThreadPolicy(CALL_SMALL_WORK_ATOMS)  # the calculator's own
                 row = {"atoms": len(atoms), "condition": condition, "policy_threads": policy(len(atoms)),
                        "others_cores": policy.idle_cores.others(), "steps_per_s": {}}
                 for threads in [*counts, None]:
