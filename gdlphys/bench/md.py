@@ -51,7 +51,7 @@ steps_per_second = nve.steps_per_second
 nve_drift = nve.nve_drift
 
 
-def _models(options: BenchOptions, work: Path, peer_python: Path):
+def bench_models(options: BenchOptions, work: Path, peer_python: Path):
     """(gdlphys potential, MACE model path, description): trained by the accuracy benchmark, or fresh."""
     import torch
 
@@ -98,7 +98,7 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
 
     work = options.work_dir("md")
     setting = QUICK if options.quick else FULL
-    potential, mace_model, origin = _models(options, work, peer_python)
+    potential, mace_model, origin = bench_models(options, work, peer_python)
     molecule = aspirin_molecule()
     paths = []
     for grid in setting["grids"]:

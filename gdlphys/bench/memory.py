@@ -65,12 +65,12 @@ def _ours(structure: Path, potential: Path, options: BenchOptions, log: Path) ->
 def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     import ase.io
 
-    from gdlphys.bench.md import _models
+    from gdlphys.bench.md import bench_models
     from gdlphys.models.files import save_potential
 
     work = options.work_dir("memory")
     setting = QUICK if options.quick else FULL
-    potential, mace_model, origin = _models(options, options.work_dir("md"), peer_python)
+    potential, mace_model, origin = bench_models(options, options.work_dir("md"), peer_python)
     potential_path = save_potential(potential, work / "potential.pt")
     ours, peer, sizes = [], [], []
     for grid in setting["grids"]:
