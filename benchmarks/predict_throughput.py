@@ -48,15 +48,6 @@ def xtb_properties(job: tuple[str, int, int]) -> dict:
         return {"error": str(err)}
 
 
-def heavy_atom_rmsd(numbers: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Heavy-atom RMSD after the best rotation and translation (Kabsch)."""
-    heavy = numbers > 1
-    p, q = a[heavy] - a[heavy].mean(0), b[heavy] - b[heavy].mean(0)
-    u, _, vt = np.linalg.svd(p.T @ q)
-    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
-    return float(np.sqrt(np.mean(np.sum((p @ rotation - q) ** 2, axis=1))))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecules", type=int, default=100, help="how many held-out test SMILES (nci-xtb split-v2.json)")
@@ -66,6 +57,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("predict_throughput.json"))
     args = parser.parse_args()
 
+    from gdlphys.molecules import heavy_atom_rmsd
     from gdlphys.predict import default_processes, predict
 
     smiles = json.loads((ROOT / "datasets" / "nci-xtb" / "split-v2.json").read_text())["test"][: args.molecules]

@@ -18,7 +18,7 @@ from ase import Atoms
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, Descriptors
 
-__all__ = ["parse_smiles", "read_smiles_file", "smiles_to_atoms"]
+__all__ = ["heavy_atom_rmsd", "parse_smiles", "read_smiles_file", "smiles_to_atoms"]
 
 
 @contextmanager
@@ -122,3 +122,13 @@ def read_smiles_file(path: str | os.PathLike) -> list[str]:
     if not smiles:
         raise ValueError(f"{path}: no SMILES found (one per line, first field)")
     return smiles
+
+
+def heavy_atom_rmsd(numbers: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """RMSD (Å) of the non-hydrogen atoms of two geometries of one molecule after the best
+    rotation and translation (Kabsch): how far two relaxed minima are apart."""
+    heavy = np.asarray(numbers) > 1
+    p, q = a[heavy] - a[heavy].mean(0), b[heavy] - b[heavy].mean(0)
+    u, _, vt = np.linalg.svd(p.T @ q)
+    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    return float(np.sqrt(np.mean(np.sum((p @ rotation - q) ** 2, axis=1))))

@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+from gdlphys.molecules import heavy_atom_rmsd  # noqa: E402
 from gdlphys.units import DEBYE_PER_E_ANGSTROM as DEBYE  # noqa: E402
 DRUGLIKE = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
@@ -44,16 +45,6 @@ DRUGLIKE = {
     "phenacetin": "CCOc1ccc(NC(C)=O)cc1",
     "methyl salicylate": "COC(=O)c1ccccc1O",
 }
-
-
-def heavy_atom_rmsd(numbers: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """RMSD of the non-hydrogen atoms after the best rotation and translation (Kabsch)."""
-    heavy = numbers > 1
-    p, q = a[heavy] - a[heavy].mean(0), b[heavy] - b[heavy].mean(0)
-    u, _, vt = np.linalg.svd(p.T @ q)
-    d = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ np.diag([1.0, 1.0, d]) @ vt
-    return float(np.sqrt(np.mean(np.sum((p @ rotation - q) ** 2, axis=1))))
 
 
 def check_held_out() -> None:
