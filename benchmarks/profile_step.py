@@ -33,6 +33,7 @@ PART_OF_MODULE = {  # module class -> part of the network (the innermost one cou
     "PolynomialCutoff": "radial basis + cutoff",
     "FullyConnectedNet": "radial MLP",
     "TensorProduct": "edge tensor product",
+    "EdgeTensorProduct": "edge tensor product",
     "SymmetricProduct": "product basis",
     "FullyConnectedTensorProduct": "self-connection",
     "Linear": "linear (e3nn)",

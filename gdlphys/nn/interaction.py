@@ -13,6 +13,7 @@ from torch import nn
 from gdlphys import keys
 from gdlphys.nn.edge_chunks import check_edge_chunk, chunk_size, map_rows, rows_per_chunk, sum_messages
 from gdlphys.nn.species import SpeciesDependent, grow_species_product, species_product_masks
+from gdlphys.nn.tensor_product import EdgeTensorProduct
 
 _SCALAR_ACTS = {1: nn.functional.silu, -1: torch.tanh}  # by parity: odd scalars need odd functions
 _GATE_ACTS = {1: torch.sigmoid, -1: torch.tanh}
@@ -94,6 +95,8 @@ class Interaction(SpeciesDependent):
         self.tp = o3.TensorProduct(
             self.irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
         )
+        # the same product, grouped by input irrep (gdlphys.nn.tensor_product); self.tp keeps the saved state
+        self.edge_product = EdgeTensorProduct(self.tp) if EdgeTensorProduct.supports(self.tp) else None
         self.radial = FullyConnectedNet(
             [num_basis] + [radial_hidden] * radial_layers + [self.tp.weight_numel], nn.functional.silu
         )
@@ -124,9 +127,10 @@ class Interaction(SpeciesDependent):
         features = data[keys.NODE_FEATURES]
         src, dst = data[keys.EDGE_INDEX]
         h = self.linear_in(features)
+        product = self.tp if self.edge_product is None else self.edge_product
 
         def messages(src: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-            return self.tp(h[src], sh, self.radial(radial))
+            return product(h[src], sh, self.radial(radial))
 
         edge_inputs = (src, data[keys.EDGE_SH], data[keys.EDGE_RADIAL])
         return sum_messages(messages, edge_inputs, dst, features.shape[0], chunk) / self.norm
