@@ -84,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="MD steps per exploration trajectory")
     parser.add_argument("--trajectories", type=int, default=None)
     parser.add_argument("--retrain-time", default="3m", help="fine-tuning budget per member and round")
+    parser.add_argument("--seed-frames", type=int, default=None, help="labelled frames of the starting potential's MD the loop starts from")
+    parser.add_argument("--max-force-std", type=float, default=None, help="spread (eV/Å) that makes a frame a candidate")
     parser.add_argument("--md-ps", type=float, default=10.0, help="Langevin MD of each final potential at the temperature")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: a few labels, one epoch per round")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
     options = dict(TINY) if args.tiny else dict(budget_labels=args.budget_labels, retrain_time=args.retrain_time, retrain_epochs=None)
     options.update({key: value for key, value in (("per_round", args.per_round), ("rounds", args.rounds), ("steps", args.steps),
-                                                  ("trajectories", args.trajectories)) if value is not None})
+                                                  ("trajectories", args.trajectories), ("seed_frames", args.seed_frames),
+                                                  ("max_force_std", args.max_force_std)) if value is not None})
     config = LearnConfig(temperatures=(args.temperature,), workers=args.workers, **options)
     n_test = 4 if args.tiny else args.test_frames
     test = label_smiles([args.smiles], args.output / "test.h5", frames=n_test, temperature=args.temperature, stride=20,
