@@ -75,6 +75,33 @@ def test_trajectory_stops_at_the_hard_limit_and_keeps_nothing_from_there(tmp_pat
     assert "hard limit" in summary.stopped and frames == [] and summary.steps_run == 5
 
 
+def test_trajectory_rolls_back_at_the_hard_limit_then_stops(tmp_path):
+    """At the limit a trajectory goes back with new velocities (the same path until then), keeps
+    exploring below the limit, marks its last safe frame before each event, and stops after its last rollback."""
+    from gdlphys.learn.explore import Exploration
+    from gdlphys.molecules import smiles_to_atoms
+
+    members = _two_members(tmp_path)
+    start = smiles_to_atoms("CO")[0]
+    _, free, _ = run_trajectory(TrajectoryJob(0, members, start, 300.0, 60, 0.5, 5, 0.01, 50.0, 0))
+    limit = float(np.sort([s.max() for s in free])[-3])  # two frames of the free run pass it, the first does not
+    assert free[0].max() < limit
+    runs = {n: run_trajectory(TrajectoryJob(0, members, start, 300.0, 60, 0.5, 5, 0.01, limit, 0, n)) for n in (0, 3)}
+    (frames0, _, once), (frames, spreads, rolled) = runs[0], runs[3]
+    assert once.rollbacks == 0 and "hard limit" in once.stopped
+    assert 1 <= rolled.rollbacks <= 3 and (rolled.stopped is None or rolled.rollbacks == 3)
+    assert rolled.steps_run > once.steps_run and len(frames) >= len(frames0)
+    assert all(s.max() <= limit for s in spreads)  # nothing at or past the limit is kept
+    for a, b in zip(frames0, frames):  # the same trajectory up to the first event
+        np.testing.assert_allclose(a.positions, b.positions)
+    exploration = Exploration(frames, spreads, [rolled])
+    assert not exploration.full_length and exploration.before_limit()
+    exploration.save(tmp_path / "explore")
+    assert Exploration.load(tmp_path / "explore").before_limit() == exploration.before_limit()
+    with pytest.raises(ValueError, match="rollbacks must be >= 0"):
+        LearnConfig(rollbacks=-1)
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown label method 'ccsd'"):
         LearnConfig(label="ccsd")

@@ -36,7 +36,9 @@ def register(sub) -> None:
     p.add_argument("--max-force-std", type=float, default=d["max_force_std"],
                    help="per-atom force spread (eV/Å) above which a frame is a candidate")
     p.add_argument("--hard-force-std", type=float, default=d["hard_force_std"],
-                   help="spread (eV/Å) at which a trajectory stops; that frame and later ones are never labelled")
+                   help="spread (eV/Å) at which a trajectory rolls back (or stops); that frame is never labelled")
+    p.add_argument("--rollbacks", type=int, default=d["rollbacks"],
+                   help="times a trajectory at the hard limit goes back 5 frames with new velocities before it stops")
     p.add_argument("--select", choices=["spread", "random"], default=d["select"],
                    help="spread, or random frames of the same MD (the baseline)")
     p.add_argument("--trajectories", type=int, default=d["trajectories"], help="trajectories per temperature and round")
@@ -70,6 +72,7 @@ def run(args) -> int:
     config = LearnConfig(
         label=args.label, temperatures=tuple(args.temperature), rounds=args.rounds, budget_labels=args.budget_labels,
         per_round=args.per_round, max_force_std=args.max_force_std, hard_force_std=args.hard_force_std,
+        rollbacks=args.rollbacks,
         trajectories=args.trajectories, steps=args.steps, timestep_fs=args.timestep, interval=args.interval,
         min_separation_fs=args.min_separation, min_distance=args.min_distance, select=args.select,
         committee_size=args.committee_size, committee_noise=args.committee_noise, seed_frames=args.seed_frames, retrain_epochs=args.retrain_epochs,

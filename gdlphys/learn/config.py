@@ -24,8 +24,10 @@ class LearnConfig:
         per_round: most frames selected (and labelled) in one round.
         max_force_std: a frame is a candidate when its largest per-atom committee force spread
             (eV/Å) passes this; a full-length round without one ends the loop.
-        hard_force_std: a trajectory stops where the spread passes this (eV/Å); that frame and
-            any after it are never labelled (nonsense geometry).
+        hard_force_std: where the spread passes this (eV/Å) the frame is never labelled (nonsense
+            geometry) and the trajectory rolls back (``rollbacks``) or stops.
+        rollbacks: times a trajectory at the hard limit returns to a kept frame 5 frames earlier with
+            new velocities and goes on, before it stops (0: it stops at once).
         trajectories: Langevin trajectories per temperature and round.
         steps: MD steps per trajectory.
         timestep_fs: MD time step (fs).
@@ -58,6 +60,7 @@ class LearnConfig:
     per_round: int = 20
     max_force_std: float = 0.15
     hard_force_std: float = 1.0
+    rollbacks: int = 3
     trajectories: int = 4
     steps: int = 2000
     timestep_fs: float = 0.5
@@ -97,6 +100,8 @@ class LearnConfig:
             raise ValueError(f"need 0 < max_force_std < hard_force_std, got {self.max_force_std} and {self.hard_force_std} eV/Å")
         if self.timestep_fs <= 0 or self.friction < 0 or self.min_separation_fs < 0 or self.min_distance < 0:
             raise ValueError("timestep_fs must be positive; friction, min_separation_fs and min_distance >= 0")
+        if self.rollbacks < 0:
+            raise ValueError(f"rollbacks must be >= 0, got {self.rollbacks}")
         if self.seed_frames < 2:
             raise ValueError(f"seed_frames must be >= 2 (one to train on, one to validate), got {self.seed_frames}")
         if self.retrain_epochs is None and self.retrain_time is None:

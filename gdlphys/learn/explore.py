@@ -1,15 +1,20 @@
 """Exploration: short Langevin trajectories on the committee's mean forces, recording every
 ``interval`` steps a candidate frame and the committee's per-atom force spread there.
 
-A trajectory stops as soon as the spread passes the hard limit (or the potential gives a
-non-finite force): that frame and everything after it are dropped, so no geometry the committee
-cannot describe at all reaches the labeller. Trajectories run in ``workers`` processes of one
-thread each (forked, as :func:`gdlphys.data.label.label_smiles` labels molecules).
+Where the spread passes the hard limit (or the potential gives a non-finite force) that frame is
+dropped, so no geometry the committee cannot describe at all reaches the labeller, and the
+trajectory **rolls back**: it returns to the kept frame ``ROLLBACK_FRAMES`` frames earlier (or its
+start), draws new Maxwell-Boltzmann velocities and goes on, up to ``rollbacks`` times; after that it
+stops. The last
+kept frame before each such event is marked (``before_limit``): where an excursion jumps past the
+limit within one interval, it is the loop's candidate of last resort. Trajectories run in ``workers``
+processes of one thread each (forked, as :func:`gdlphys.data.label.label_smiles` labels molecules).
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,7 +33,9 @@ from gdlphys.data.label import one_thread_worker
 from gdlphys.io_utils import atomic_write
 from gdlphys.nve import initialise_velocities
 
-__all__ = ["Exploration", "TrajectoryJob", "TrajectorySummary", "explore"]
+__all__ = ["ROLLBACK_FRAMES", "Exploration", "TrajectoryJob", "TrajectorySummary", "explore"]
+
+ROLLBACK_FRAMES = 5  # a rollback returns this many kept frames (x interval steps) before the event
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class TrajectoryJob:
     friction: float
     hard_force_std: float
     seed: int
+    rollbacks: int = 0  # restarts from an earlier frame at the hard limit before the trajectory stops
 
 
 @dataclass
@@ -56,6 +64,7 @@ class TrajectorySummary:
     frames: int
     max_spread: float  # eV/Å, over the kept frames
     stopped: str | None  # why it stopped early (None: it ran its full length)
+    rollbacks: int = 0  # times it passed the hard limit and went back (runs written before rollbacks: 0)
 
 
 @dataclass
@@ -73,8 +82,12 @@ class Exploration:
 
     @property
     def full_length(self) -> bool:
-        """Every trajectory ran all its steps (none stopped at the hard limit)."""
-        return all(t.stopped is None for t in self.trajectories)
+        """Every trajectory ran all its steps without reaching the hard limit (no stop, no rollback)."""
+        return all(t.stopped is None and t.rollbacks == 0 for t in self.trajectories)
+
+    def before_limit(self) -> list[int]:
+        """Frames kept last before a trajectory passed the hard limit (the limit's last safe frames)."""
+        return [k for k, frame in enumerate(self.frames) if frame.info.get("before_limit")]
 
     def column(self, key: str) -> np.ndarray:
         return np.array([frame.info[key] for frame in self.frames])
@@ -91,7 +104,8 @@ class Exploration:
                          counts=np.array([len(s) for s in self.atom_spread], dtype=np.int64),
                          trajectory=self.column("trajectory") if self.frames else np.zeros(0, np.int64),
                          time_fs=self.column("time_fs") if self.frames else np.zeros(0),
-                         temperature=self.column("temperature") if self.frames else np.zeros(0))
+                         temperature=self.column("temperature") if self.frames else np.zeros(0),
+                         before_limit=np.array([bool(f.info.get("before_limit")) for f in self.frames], dtype=bool))
         with atomic_write(directory / "trajectories.json") as tmp:
             Path(tmp).write_text(json.dumps([asdict(t) for t in self.trajectories], indent=2))
 
@@ -103,9 +117,17 @@ class Exploration:
         trajectories = [TrajectorySummary(**t) for t in json.loads((directory / "trajectories.json").read_text())]
         stored = np.load(directory / "spread.npz")
         frames = read_hdf5(directory / "explored.h5") if stored["counts"].size else []
+        if "before_limit" in stored:
+            marked = stored["before_limit"]
+        else:  # saved before rollbacks: the last frame of each stopped trajectory
+            stopped = {t.index for t in trajectories if t.stopped is not None}
+            last = {int(j): k for k, j in enumerate(stored["trajectory"]) if int(j) in stopped}
+            marked = np.isin(np.arange(len(frames)), list(last.values()))
         for k, frame in enumerate(frames):
             frame.info.update(trajectory=int(stored["trajectory"][k]), time_fs=float(stored["time_fs"][k]),
                               temperature=float(stored["temperature"][k]))
+            if marked[k]:
+                frame.info["before_limit"] = True
         spreads = np.split(stored["spread"], np.cumsum(stored["counts"])[:-1]) if stored["counts"].size else []
         return cls(frames, list(spreads), trajectories)
 
@@ -123,27 +145,37 @@ def run_trajectory(job: TrajectoryJob) -> tuple[list[Atoms], list[np.ndarray], T
                    friction=job.friction / units.fs, fixcm=False, rng=rng)
     frames: list[Atoms] = []
     spreads: list[np.ndarray] = []
-    stopped = None
+    recent = deque([atoms.positions.copy()], maxlen=ROLLBACK_FRAMES)  # the start, then the last kept frames
+    stopped, rollbacks = None, 0
     atoms.get_forces()
     for _ in range(job.steps // job.interval):
         try:
             dyn.run(job.interval)
+            spread = np.array(calc.results.get("forces_std", np.zeros(len(atoms))), dtype=np.float64)  # one member: none
+            limit = None if spread.max() <= job.hard_force_std else (
+                f"force spread {spread.max():.3f} eV/Å passed the hard limit {job.hard_force_std} eV/Å")
         except (FloatingPointError, ValueError) as err:  # non-finite forces or positions
-            stopped = f"{type(err).__name__}: {err}"
-            break
-        spread = np.array(calc.results.get("forces_std", np.zeros(len(atoms))), dtype=np.float64)  # one member: none
-        if spread.max() > job.hard_force_std:
-            stopped = f"force spread {spread.max():.3f} eV/Å passed the hard limit {job.hard_force_std} eV/Å"
-            break
+            limit = f"{type(err).__name__}: {err}"
+        if limit is not None:
+            if frames:
+                frames[-1].info["before_limit"] = True
+            if rollbacks == job.rollbacks:
+                stopped = limit
+                break
+            rollbacks += 1  # back to a frame the committee could describe, new velocities
+            atoms.positions = recent[0]
+            initialise_velocities(atoms, job.temperature, rng)
+            continue
         frame = Atoms(numbers=atoms.numbers, positions=atoms.positions.copy(), cell=atoms.cell, pbc=atoms.pbc)
         frame.info.update(trajectory=job.index, time_fs=dyn.nsteps * job.timestep_fs, temperature=job.temperature)
         if "smiles" in atoms.info:
             frame.info["smiles"] = atoms.info["smiles"]
         frames.append(frame)
         spreads.append(spread)
+        recent.append(frame.positions)
     summary = TrajectorySummary(
         job.index, job.temperature, int(dyn.nsteps), dyn.nsteps * job.timestep_fs, len(frames),
-        max((float(s.max()) for s in spreads), default=0.0), stopped,
+        max((float(s.max()) for s in spreads), default=0.0), stopped, rollbacks,
     )
     return frames, spreads, summary
 
@@ -160,15 +192,17 @@ def explore(
     hard_force_std: float,
     seed: int,
     workers: int = 1,
+    rollbacks: int = 0,
     on_trajectory: Callable[[TrajectorySummary, int], None] = lambda summary, total: None,
 ) -> Exploration:
-    """``trajectories`` trajectories per temperature, starting in turn from each of ``starts``."""
+    """``trajectories`` trajectories per temperature, starting in turn from each of ``starts``; each
+    goes back ``rollbacks`` times at the hard limit before it stops."""
     jobs = []
     for t, temperature in enumerate(temperatures):
         for k in range(trajectories):
             index = t * trajectories + k
             jobs.append(TrajectoryJob(index, tuple(str(m) for m in members), starts[index % len(starts)], float(temperature),
-                                      steps, timestep_fs, interval, friction, hard_force_std, seed * 100_003 + index))
+                                      steps, timestep_fs, interval, friction, hard_force_std, seed * 100_003 + index, rollbacks))
     results = []
     if workers == 1:
         for job in jobs:

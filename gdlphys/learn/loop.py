@@ -75,7 +75,10 @@ class _Run:
         if self.state_path.is_file():
             self.state = json.loads(self.state_path.read_text())
             for key, value in given.items():
-                if self.state[key] != value:
+                stored = self.state[key]
+                if key == "settings":  # a setting added since that run was started: as it is by default
+                    stored = {**{k: v for k, v in LearnConfig().fixed_settings().items() if k not in stored}, **stored}
+                if stored != value:
                     raise ValueError(f"{run_dir} holds a run with another {key} ({self.state[key]!r}, not {value!r}): "
                                      "rerun with the same settings to resume it, or choose another RUN_DIR")
             self.log(f"resuming {run_dir}: {len(self.state['rounds'])} rounds done, "
@@ -163,12 +166,14 @@ class _Run:
 
         def finished(t, total: int) -> None:
             end = "full length" if t.stopped is None else f"stopped at {t.time_fs:g} fs: {t.stopped}"
+            if t.rollbacks:
+                end += f", {t.rollbacks} rollback{'s' if t.rollbacks > 1 else ''} at the hard limit"
             self.log(f"round {index}: trajectory {t.index + 1}/{total} ({t.temperature:g} K): {t.frames} frames, "
                      f"max spread {t.max_spread:.3f} eV/Å, {end}")
 
         exploration = explore(self.state["members"], self.structures, config.temperatures, config.trajectories, config.steps,
                               config.timestep_fs, config.interval, config.friction, config.hard_force_std,
-                              config.seed * 1009 + index, config.workers, on_trajectory=finished)
+                              config.seed * 1009 + index, config.workers, config.rollbacks, on_trajectory=finished)
         exploration.save(where)
         self.save("explore", index)
         return exploration, time.perf_counter() - begin
@@ -187,10 +192,7 @@ class _Run:
                                       [distance_descriptor(f.positions) for f in exploration.frames],
                                       config.max_force_std, limit, config.min_separation_fs, config.min_distance)
             if not chosen and not exploration.full_length:  # the excursions passed the hard limit in one jump:
-                stopped = {t.index for t in exploration.trajectories if t.stopped is not None}  # their last safe frames
-                last = {int(exploration.frames[k].info["trajectory"]): k for k in range(len(exploration.frames))
-                        if int(exploration.frames[k].info["trajectory"]) in stopped}
-                chosen = sorted(last.values())[:limit]
+                chosen = exploration.before_limit()[:limit]  # the last safe frames before it
         write_json(where, {"indices": chosen, "selection": config.select})
         self.save("select", index)
         return chosen
@@ -207,6 +209,7 @@ class _Run:
                  f"{config.max_force_std} eV/Å, {len(chosen)} selected" + (" -> converged" if converged else ""))
         record = {"round": index, "selection": config.select, "trajectories": len(exploration.trajectories),
                   "stopped_trajectories": sum(t.stopped is not None for t in exploration.trajectories),
+                  "rollbacks": sum(t.rollbacks for t in exploration.trajectories),
                   "explored_fs": sum(t.time_fs for t in exploration.trajectories), "spread": distribution,
                   "selected": len(chosen), "labelled": 0, "label_failures": 0, "converged": converged, "errors": {}}
         if converged or not chosen:

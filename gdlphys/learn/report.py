@@ -84,7 +84,8 @@ def write_card(path: Path, summary: dict) -> Path:
         f"- **Exploration**: Langevin MD at {', '.join(f'{t:g} K' for t in config['temperatures'])}, "
         f"{config['trajectories']} trajectories x {config['steps']} steps of {config['timestep_fs']} fs per temperature "
         f"and round; frames over {config['max_force_std']} eV/Å spread selected (at most {config['per_round']} a round, "
-        f"{config['min_separation_fs']} fs apart); trajectories stop at {config['hard_force_std']} eV/Å.",
+        f"{config['min_separation_fs']} fs apart); at {config['hard_force_std']} eV/Å a trajectory goes back 5 frames "
+        f"with new velocities, {config.get('rollbacks', 0)} times at most, then stops.",
         f"- **Committee**: {len(summary['committee'])} members in `committee/` (`committee.yaml` loads them as a "
         f"calculator); `potential.pt` is member {summary['best_member']}, the lowest validation force error.",
         "",
