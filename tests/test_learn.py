@@ -102,6 +102,30 @@ def test_trajectory_rolls_back_at_the_hard_limit_then_stops(tmp_path):
         LearnConfig(rollbacks=-1)
 
 
+def test_dft_labels_are_pyscfs(tmp_path):
+    """``--label dft``: PBE/def2-SVP through PySCF, the same numbers as the calculator itself, the
+    method recorded in the file, the finished step recorded for a resumed run."""
+    from ase.build import molecule
+
+    from gdlphys.data.dft import PySCFCalculator, dft_method
+    from gdlphys.learn.labelling import finished_labels, label_frames
+
+    water = molecule("H2O")
+    water.positions += np.random.default_rng(0).normal(scale=0.03, size=water.positions.shape)
+    outcome = label_frames([water], tmp_path / "labelled.h5", "dft", dft_method())
+    assert outcome.labelled == 1 and not outcome.failed
+    (frame,) = read_hdf5(outcome.path)
+    direct = water.copy()
+    direct.calc = PySCFCalculator()
+    assert frame.get_potential_energy() == pytest.approx(direct.get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(frame.get_forces(), direct.get_forces(), atol=1e-5)
+    assert finished_labels(tmp_path / "labelled.h5").labelled == 1
+    from gdlphys.data.hdf5 import FrameReader
+
+    with FrameReader(outcome.path) as reader:
+        assert reader.attrs["method"] == dft_method() == LearnConfig(label="dft").method
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown label method 'ccsd'"):
         LearnConfig(label="ccsd")
