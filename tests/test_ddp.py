@@ -150,7 +150,7 @@ def test_the_command_trains_data_parallel_by_default_where_it_may(data, tmp_path
     assert train_command.data_parallel_default({}, 10_000, argv, None) == ({}, None)
     monkeypatch.setattr(sys, "argv", ["/venv/bin/gdlphys", "train", *argv])
     monkeypatch.setattr("gdlphys.threads.IdleCores.__call__", lambda self, usable: 2)
-    assert train_command.data_parallel_default({}, 500, argv, None) == ({}, None)  # too few frames to pay
+    assert train_command.data_parallel_default({}, 100, argv, None) == ({}, None)  # too few frames to pay
     for chosen in ({"devices": 1}, {"strategy": "auto"}, {"accelerator": "cpu"}):  # the user's choice stands
         assert train_command.data_parallel_default(chosen, 10_000, argv, None) == (chosen, None)
     assert train_command.data_parallel_default({}, 10_000, argv, 2) == ({}, None)  # --threads: one process
