@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["LABELS", "LearnConfig", "SELECTIONS"]
+__all__ = ["LABELS", "ROLLBACK_FRAMES", "LearnConfig", "SELECTIONS"]
 
 LABELS = ("xtb", "dft")  # GFN2-xTB (tblite); PBE/def2-SVP (PySCF, the recipe of datasets/small-dft)
 SELECTIONS = ("spread", "random")  # committee force spread; uniform draw (the baseline)
 # Settings that a resumed run may change: how long it goes on, how it reports, how much it parallelises.
 RESUMABLE_CHANGES = ("rounds", "budget_labels", "workers", "progress", "accelerator", "calibration_frames")
+ROLLBACK_FRAMES = 5  # a rollback at the hard limit returns this many kept frames (x interval steps) before it
 
 
 @dataclass
@@ -26,8 +27,8 @@ class LearnConfig:
             (eV/Å) passes this; a full-length round without one ends the loop.
         hard_force_std: where the spread passes this (eV/Å) the frame is never labelled (nonsense
             geometry) and the trajectory rolls back (``rollbacks``) or stops.
-        rollbacks: times a trajectory at the hard limit returns to a kept frame 5 frames earlier with
-            new velocities and goes on, before it stops (0: it stops at once).
+        rollbacks: times a trajectory at the hard limit returns to the kept frame ROLLBACK_FRAMES frames
+            earlier with new velocities and goes on, before it stops (0: it stops at once).
         trajectories: Langevin trajectories per temperature and round.
         steps: MD steps per trajectory.
         timestep_fs: MD time step (fs).

@@ -5,9 +5,8 @@ Where the spread passes the hard limit (or the potential gives a non-finite forc
 dropped, so no geometry the committee cannot describe at all reaches the labeller, and the
 trajectory **rolls back**: it returns to the kept frame ``ROLLBACK_FRAMES`` frames earlier (or its
 start), draws new Maxwell-Boltzmann velocities and goes on, up to ``rollbacks`` times; after that it
-stops. The last
-kept frame before each such event is marked (``before_limit``): where an excursion jumps past the
-limit within one interval, it is the loop's candidate of last resort. Trajectories run in ``workers``
+stops. The last kept frame before each such event is marked (``before_limit``): where an excursion
+jumps past the limit within one interval, it is the loop's candidate of last resort. Trajectories run in ``workers``
 processes of one thread each (forked, as :func:`gdlphys.data.label.label_smiles` labels molecules).
 """
 
@@ -31,11 +30,10 @@ from gdlphys.data.hdf5 import read_hdf5
 from gdlphys.data.hdf5_writer import write_hdf5
 from gdlphys.data.label import one_thread_worker
 from gdlphys.io_utils import atomic_write
+from gdlphys.learn.config import ROLLBACK_FRAMES
 from gdlphys.nve import initialise_velocities
 
-__all__ = ["ROLLBACK_FRAMES", "Exploration", "TrajectoryJob", "TrajectorySummary", "explore"]
-
-ROLLBACK_FRAMES = 5  # a rollback returns this many kept frames (x interval steps) before the event
+__all__ = ["Exploration", "TrajectoryJob", "TrajectorySummary", "explore"]
 
 
 @dataclass(frozen=True)

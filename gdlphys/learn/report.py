@@ -12,6 +12,7 @@ import numpy as np
 
 from gdlphys.figures import save_figure, subplots
 from gdlphys.io_utils import atomic_write
+from gdlphys.learn.config import ROLLBACK_FRAMES
 
 __all__ = ["plot_rounds", "spread_distribution", "write_card", "write_json"]
 
@@ -84,7 +85,7 @@ def write_card(path: Path, summary: dict) -> Path:
         f"- **Exploration**: Langevin MD at {', '.join(f'{t:g} K' for t in config['temperatures'])}, "
         f"{config['trajectories']} trajectories x {config['steps']} steps of {config['timestep_fs']} fs per temperature "
         f"and round; frames over {config['max_force_std']} eV/Å spread selected (at most {config['per_round']} a round, "
-        f"{config['min_separation_fs']} fs apart); at {config['hard_force_std']} eV/Å a trajectory goes back 5 frames "
+        f"{config['min_separation_fs']} fs apart); at {config['hard_force_std']} eV/Å a trajectory goes back {ROLLBACK_FRAMES} frames "
         f"with new velocities, {config.get('rollbacks', 0)} times at most, then stops.",
         f"- **Committee**: {len(summary['committee'])} members in `committee/` (`committee.yaml` loads them as a "
         f"calculator); `potential.pt` is member {summary['best_member']}, the lowest validation force error.",

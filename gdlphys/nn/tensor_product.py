@@ -72,7 +72,6 @@ class EdgeTensorProduct(nn.Module):
             self.register_buffer(f"coefficients_{i}", c, persistent=False)
             self.groups.append((mul, ir1.dim, d3s, [ins.i_out for ins in paths]))
             self.weight_sizes.append(sum(ins.path_shape[0] * ins.path_shape[1] for ins in paths))
-        self.weight_numel = tp.weight_numel
 
     def _apply(self, fn, recurse=True):
         """Device moves apply, dtype casts do not: the coefficients stay float64 and are cast to the
