@@ -9,12 +9,12 @@ from dataclasses import fields
 def _defaults():
     from gdlphys.learn.config import LearnConfig
 
-    from gdlphys.learn.config import ROLLBACK_FRAMES
-
-    return {**{f.name: f.default for f in fields(LearnConfig)}, "rollback_frames": ROLLBACK_FRAMES}
+    return {f.name: f.default for f in fields(LearnConfig)}
 
 
 def register(sub) -> None:
+    from gdlphys.learn.config import ROLLBACK_FRAMES
+
     d = _defaults()
     p = sub.add_parser(
         "learn", help="active learning: committee MD -> select uncertain frames -> label -> fine-tune, until converged",
@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--hard-force-std", type=float, default=d["hard_force_std"],
                    help="spread (eV/Å) at which a trajectory rolls back (or stops); that frame is never labelled")
     p.add_argument("--rollbacks", type=int, default=d["rollbacks"],
-                   help=f"times a trajectory at the hard limit goes back {d['rollback_frames']} frames with new velocities before it stops")
+                   help=f"times a trajectory at the hard limit goes back {ROLLBACK_FRAMES} frames with new velocities before it stops")
     p.add_argument("--select", choices=["spread", "random"], default=d["select"],
                    help="spread, or random frames of the same MD (the baseline)")
     p.add_argument("--trajectories", type=int, default=d["trajectories"], help="trajectories per temperature and round")

@@ -6,8 +6,9 @@ dropped, so no geometry the committee cannot describe at all reaches the labelle
 trajectory **rolls back**: it returns to the kept frame ``ROLLBACK_FRAMES`` frames earlier (or its
 start), draws new Maxwell-Boltzmann velocities and goes on, up to ``rollbacks`` times; after that it
 stops. The last kept frame before each such event is marked (``before_limit``): where an excursion
-jumps past the limit within one interval, it is the loop's candidate of last resort. Trajectories run in ``workers``
-processes of one thread each (forked, as :func:`gdlphys.data.label.label_smiles` labels molecules).
+jumps past the limit within one interval, it is the loop's candidate of last resort. Trajectories
+run in ``workers`` processes of one thread each (forked, as :func:`gdlphys.data.label.label_smiles`
+labels molecules).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ and the outputs of all paths are joined by one ``torch.cat`` in e3nn's output or
 split with ``torch.split`` (its backward joins the gradients, no zero-filled copies). The result
 equals e3nn's to rounding (``tests/test_tensor_product.py``), so potentials trained with either
 load and run with either. The e3nn module stays the owner of the irreps, the weight count and the
-saved state; this one holds only constants derived from it (not saved), in float64 whatever the
-potential's dtype (e3nn rounds its own to the default dtype when built).
+saved state; this one holds only constants derived from it (not saved), rebuilt from float64 in
+whatever dtype the potential takes (e3nn rounds its own to the default dtype when built).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class EdgeTensorProduct(nn.Module):
         self.out_slots = len(tp.irreps_out)
         self.groups: list[tuple[int, int, list[int], list[int]]] = []  # (multiplicity, d1, d3 per path, output slot per path)
         self.weight_sizes: list[int] = []
+        self._coefficients64: list[Tensor] = []  # float64 masters; the buffers follow the module's dtype (_apply)
         for i, (mul, ir1) in enumerate(irreps_in1):
             paths = [ins for ins in tp.instructions if ins.i_in1 == i]
             coefficients = []
@@ -69,17 +70,18 @@ class EdgeTensorProduct(nn.Module):
                 c = torch.cat(coefficients, dim=2).permute(1, 0, 2).reshape(irreps_in2.dim, -1)
             else:
                 c = torch.zeros(irreps_in2.dim, 0, dtype=torch.float64)
-            self.register_buffer(f"coefficients_{i}", c, persistent=False)
+            self._coefficients64.append(c)
+            self.register_buffer(f"coefficients_{i}", c.to(torch.get_default_dtype()), persistent=False)
             self.groups.append((mul, ir1.dim, d3s, [ins.i_out for ins in paths]))
             self.weight_sizes.append(sum(ins.path_shape[0] * ins.path_shape[1] for ins in paths))
 
     def _apply(self, fn, recurse=True):
-        """Device moves apply, dtype casts do not: the coefficients stay float64 and are cast to the
-        inputs' dtype in ``forward``, so a float32 potential run in float64 keeps exact equivariance."""
-        exact = dict(self._buffers)
+        # as SymmetricProduct's coupling: rebuilt from float64, not converted from float32, so a
+        # float32 potential run in float64 stays exactly equivariant
         super()._apply(fn, recurse)
-        for name, buffer in exact.items():
-            self._buffers[name] = buffer.to(device=self._buffers[name].device)
+        for i, master in enumerate(self._coefficients64):
+            buffer = getattr(self, f"coefficients_{i}")
+            setattr(self, f"coefficients_{i}", master.to(dtype=buffer.dtype, device=buffer.device))
         return self
 
     def forward(self, x1: Tensor, x2: Tensor, weight: Tensor) -> Tensor:
@@ -89,7 +91,7 @@ class EdgeTensorProduct(nn.Module):
         for i, (x, w, (mul, d1, d3s, slots)) in enumerate(parts):
             if not slots:
                 continue
-            a = (x2 @ getattr(self, f"coefficients_{i}").to(x2.dtype)).view(n, d1, sum(d3s))
+            a = (x2 @ getattr(self, f"coefficients_{i}")).view(n, d1, sum(d3s))
             path_weights = w.view(n, len(slots), mul).unbind(1)
             if d1 == 1:  # a scalar input: the product is an outer product, no bmm
                 for slot, a_p, w_p in zip(slots, a.split(d3s, dim=2), path_weights):
