@@ -17,6 +17,7 @@ from gdlphys.bench.report import Table, bar_panels, line_panels, write_report
 from gdlphys.bench.systems import (
     aspirin_molecule,
     aspirin_split,
+    dataset_split,
     export_extxyz,
     molecule_box,
     random_atoms,
@@ -200,3 +201,23 @@ def test_defaults_rows_leave_threads_to_each_code(monkeypatch):
     table = defaults_table(ours, peer, "fresh", BenchOptions())
     assert [r.name for r in table.rows] == ["21 atoms, quiet", "21 atoms, busy"]
     assert table.ratio_of(table.rows[0]) == 2.0 and any("2 torch threads" in n for n in table.notes)
+
+
+def test_accuracy_dataset_and_command_at_defaults(tmp_path):
+    """--dataset takes a shipped name or a folder; at its defaults `gdlphys train` gets no --threads
+    and no accelerator, which would turn off its data-parallel default."""
+    from gdlphys.bench.accuracy import describe, train_command
+    from gdlphys.bench.options import BenchOptions
+
+    assert dataset_split("aspirin-xtb") == aspirin_split() == dataset_split(aspirin_split().train.parent)
+    assert describe(aspirin_split(), "aspirin-xtb") == "aspirin-xtb (C9H8O4, GFN2-xTB)"
+    with pytest.raises(FileNotFoundError, match="no dataset nowhere"):
+        dataset_split("nowhere")
+    (tmp_path / "train.h5").touch()
+    with pytest.raises(FileNotFoundError, match="valid.h5"):
+        dataset_split(tmp_path)
+    split, options = aspirin_split(), BenchOptions()
+    ours = train_command(split, tmp_path / "run", 60.0, options, None)
+    assert "--threads" not in ours and not any("accelerator" in a for a in ours) and ours[ours.index("--max-time") + 1] == "60s"
+    one = train_command(split, tmp_path / "run", 60.0, options, 1)
+    assert one[one.index("--threads") + 1] == "1"

@@ -28,6 +28,11 @@ class BenchOptions:
         at_defaults: md: also each code at its own defaults (threads and dtype: GDLCalculator's
             per-call thread policy, MACECalculator with torch's default threads), on the machine as
             it is and with one core busy (a second process spinning), as a user's script meets them.
+            accuracy: each code trains and evaluates at its own use of the machine (``gdlphys train``
+            with no ``--threads``: data-parallel processes on the idle cores; MACE with torch's
+            default threads) instead of ``threads`` each.
+        dataset: accuracy: the frames both codes train and test on: a shipped dataset's name or a
+            folder with ``train.h5``, ``valid.h5`` and ``test.h5`` (default aspirin-xtb).
     """
 
     out: Path = Path("bench-results")
@@ -41,6 +46,7 @@ class BenchOptions:
     compile: bool | None = None
     parallel: bool = False
     at_defaults: bool = False
+    dataset: str = "aspirin-xtb"
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

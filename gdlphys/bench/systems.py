@@ -44,13 +44,24 @@ class Split:
 
 
 def aspirin_split() -> Split:
-    folder = find_shipped("datasets", DATASET)
-    if folder is None:
-        raise FileNotFoundError(f"the {DATASET} dataset is not shipped here; build it with datasets/{DATASET}/recipe.sh")
+    return dataset_split(DATASET)
+
+
+def dataset_split(dataset: str | Path) -> Split:
+    """``train.h5``, ``valid.h5`` and ``test.h5`` of a folder, or of a shipped dataset by name
+    (``datasets/<name>``)."""
+    folder = Path(dataset)
+    if not folder.is_dir():
+        shipped = find_shipped("datasets", str(dataset))
+        if shipped is None:
+            raise FileNotFoundError(f"no dataset {dataset}: neither a folder nor a shipped dataset "
+                                    f"(a folder with train.h5, valid.h5 and test.h5, or a name under datasets/)")
+        folder = shipped
     split = Split(folder / "train.h5", folder / "valid.h5", folder / "test.h5")
     missing = [str(p) for p in (split.train, split.valid, split.test) if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"missing {', '.join(missing)}; rebuild with datasets/{DATASET}/recipe.sh")
+        recipe = f"; rebuild with datasets/{DATASET}/recipe.sh" if str(dataset) == DATASET else ""
+        raise FileNotFoundError(f"missing {', '.join(missing)}{recipe}")
     return split
 
 

@@ -33,7 +33,11 @@ def register(sub) -> None:
     p.add_argument("--parallel", action="store_true",
                    help="accuracy: train both codes at the same time, --threads each (needs 2x --threads free cores)")
     p.add_argument("--at-defaults", action="store_true",
-                   help="md: also each code at its own defaults (threads, dtype), quiet and with one core busy")
+                   help="md: also each code at its own defaults (threads, dtype), quiet and with one core busy; "
+                        "accuracy: each code trains at its own use of the machine (gdlphys: data-parallel processes "
+                        "on the idle cores; MACE: torch's default threads) instead of --threads each")
+    p.add_argument("--dataset", default="aspirin-xtb",
+                   help="accuracy: a shipped dataset's name or a folder with train.h5, valid.h5, test.h5 (default aspirin-xtb)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_bench)
 
@@ -49,7 +53,7 @@ def run_bench(args) -> int:
         out=Path(args.out), budget_min=args.budget_min, quick=args.quick,
         peer_python=Path(args.peer_python) if args.peer_python else None, threads=args.threads,
         device=args.device, drift_ps=args.drift_ps, seed=args.seed, compile=args.compile, parallel=args.parallel,
-        at_defaults=args.at_defaults,
+        at_defaults=args.at_defaults, dataset=args.dataset,
     )
     set_threads(args.threads, 0)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
