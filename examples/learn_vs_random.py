@@ -87,13 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-frames", type=int, default=None, help="labelled frames of the starting potential's MD the loop starts from")
     parser.add_argument("--max-force-std", type=float, default=None, help="spread (eV/Å) that makes a frame a candidate")
     parser.add_argument("--md-ps", type=float, default=10.0, help="Langevin MD of each final potential at the temperature")
+    parser.add_argument("--md-runs", type=int, default=1, help="independent MD runs (seeds) of each final potential")
+    parser.add_argument("--drive", choices=["members", "mean"], default=None, help="what exploration MD moves on (LearnConfig.drive)")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: a few labels, one epoch per round")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
     options = dict(TINY) if args.tiny else dict(budget_labels=args.budget_labels, retrain_time=args.retrain_time, retrain_epochs=None)
     options.update({key: value for key, value in (("per_round", args.per_round), ("rounds", args.rounds), ("steps", args.steps),
                                                   ("trajectories", args.trajectories), ("seed_frames", args.seed_frames),
-                                                  ("max_force_std", args.max_force_std)) if value is not None})
+                                                  ("max_force_std", args.max_force_std), ("drive", args.drive)) if value is not None})
     config = LearnConfig(temperatures=(args.temperature,), workers=args.workers, **options)
     n_test = 4 if args.tiny else args.test_frames
     test = label_smiles([args.smiles], args.output / "test.h5", frames=n_test, temperature=args.temperature, stride=20,
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = {"labels": result.labels_used, "rounds": len(result.rounds), "finished": result.finished,
                         "committee_forces_mae": measured.forces_mae, "best_forces_mae": best.forces_mae,
                         "test_spearman_rho": measured.spearman_rho}
-        report[name]["md"] = stays_physical(result.potential_path, frames[0], args.temperature, 0.05 if args.tiny else args.md_ps)
+        runs = [stays_physical(result.potential_path, frames[0], args.temperature, 0.05 if args.tiny else args.md_ps, seed=3 + k)
+                for k in range(args.md_runs)]
+        report[name]["md"] = runs[0] if len(runs) == 1 else runs
     try:  # the starting potential on the same test: it may not know an element of the molecule at all
         start_mae = calibrate([args.potential], frames)[0].forces_mae
         start_md = stays_physical(args.potential, frames[0], args.temperature, 0.05 if args.tiny else args.md_ps)

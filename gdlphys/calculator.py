@@ -65,6 +65,11 @@ class GDLCalculator(Calculator):
             Any potential runs in float64 on request (a private copy; the original is untouched).
         skin: neighbour-list skin in Å (0: search every call). Results do not depend on it.
         dispersion: an ASE calculator whose energy, forces and stress are added (e.g. dftd3's DFTD3).
+        driver: committee only: the index of the member whose energy, forces and stress (and
+            dipole) the calculator returns instead of the committee's mean; ``energy_std`` and
+            ``forces_std`` stay the whole committee's. MD then moves on that one member's surface
+            and the others judge it: what an active-learning loop explores to find where the
+            potential it ships goes wrong (a mean can hide one member's holes).
         max_force_std: committee only: largest per-atom force spread (eV/Å) tolerated ...
         on_exceed: ... beyond which the calculator warns ("warn") or raises UncertaintyExceeded ("stop").
         compile: run the network through ``torch.compile`` (dynamic shapes: a changing number
@@ -104,6 +109,7 @@ class GDLCalculator(Calculator):
         compile: bool = False,
         threads: int | None = None,
         edge_chunk: int | None = None,
+        driver: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,6 +125,9 @@ class GDLCalculator(Calculator):
             raise ValueError(f"on_exceed must be 'warn' or 'stop', got {on_exceed!r}")
         if max_force_std is not None and len(members) < 2:
             raise ValueError("max_force_std needs a committee (two or more potentials)")
+        if driver is not None and (isinstance(driver, bool) or not isinstance(driver, int) or not 0 <= driver < len(members)):
+            raise ValueError(f"driver must be None or a member's index, 0 to {len(members) - 1}, got {driver!r}")
+        self.driver = driver
         self.device = _resolve_device(device)
         self.compile = bool(compile)
         loaded = [load_potential(m) for m in members]
@@ -198,16 +207,19 @@ class GDLCalculator(Calculator):
         def stacked(key: str) -> np.ndarray:
             return torch.stack([o[key].detach() for o in outs]).cpu().double().numpy()
 
+        def chosen(values: np.ndarray) -> np.ndarray:  # the committee's mean, or the driving member's
+            return values.mean(axis=0) if self.driver is None else values[self.driver]
+
         energies, forces, atomic = stacked(keys.ENERGY)[:, 0], stacked(keys.FORCES), stacked(keys.ATOMIC_ENERGIES)
-        energy = float(energies.mean())
-        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+        energy = float(chosen(energies))
+        if not np.isfinite(energies).all() or not np.all(np.isfinite(forces)):
             raise FloatingPointError(f"the potential gave a non-finite energy or forces (energy {energy}) for this structure")
-        results = {"energy": energy, "energies": atomic.mean(axis=0), "forces": forces.mean(axis=0)}
+        results = {"energy": energy, "energies": chosen(atomic), "forces": chosen(forces)}
         if want_stress:
-            results["stress"] = full_3x3_to_voigt_6_stress(stacked(keys.STRESS)[:, 0].mean(axis=0))
+            results["stress"] = full_3x3_to_voigt_6_stress(chosen(stacked(keys.STRESS)[:, 0]))
         if "dipole" in self.implemented_properties:
-            results["dipole"] = stacked(keys.DIPOLE)[:, 0].mean(axis=0)
-            results["charges"] = stacked(keys.ATOMIC_CHARGES).mean(axis=0)
+            results["dipole"] = chosen(stacked(keys.DIPOLE)[:, 0])
+            results["charges"] = chosen(stacked(keys.ATOMIC_CHARGES))
         if len(outs) > 1:
             results["energy_std"] = float(energies.std())
             results["forces_std"] = np.sqrt(forces.var(axis=0).sum(axis=-1))

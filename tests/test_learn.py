@@ -102,6 +102,40 @@ def test_trajectory_rolls_back_at_the_hard_limit_then_stops(tmp_path):
         LearnConfig(rollbacks=-1)
 
 
+def test_exploration_moves_on_one_member_and_is_judged_by_all(tmp_path):
+    """``driver``: the energy and forces are that member's alone, the spread still the committee's;
+    exploration drives trajectory k on member k modulo their number."""
+    from gdlphys import GDLCalculator
+    from gdlphys.learn.explore import explore
+    from gdlphys.molecules import smiles_to_atoms
+
+    members = _two_members(tmp_path)
+    start = smiles_to_atoms("CO")[0]
+    mean = GDLCalculator(list(members), dtype="float64")
+    mean.calculate(start, ["energy", "forces"])
+    for k in (0, 1):
+        alone, driven = GDLCalculator(members[k], dtype="float64"), GDLCalculator(list(members), dtype="float64", driver=k)
+        alone.calculate(start, ["energy", "forces"])
+        driven.calculate(start, ["energy", "forces"])
+        np.testing.assert_allclose(driven.results["forces"], alone.results["forces"], atol=1e-12)
+        assert driven.results["energy"] == pytest.approx(alone.results["energy"], abs=1e-10)
+        np.testing.assert_allclose(driven.results["forces_std"], mean.results["forces_std"], atol=1e-12)
+    assert not np.allclose(mean.results["forces"], alone.results["forces"])
+    for bad in (2, -1, True, 0.5):
+        with pytest.raises(ValueError, match="driver must be"):
+            GDLCalculator(list(members), driver=bad)
+    found = explore(members, [start], [300.0], 3, 10, 0.5, 5, 0.01, 50.0, 0, drive="members")
+    assert [t.driver for t in found.trajectories] == [0, 1, 0]
+    assert [t.driver for t in explore(members, [start], [300.0], 2, 5, 0.5, 5, 0.01, 50.0, 0, drive="members",
+                                      first_driver=3).trajectories] == [1, 0]
+    by_mean = explore(members, [start], [300.0], 1, 10, 0.5, 5, 0.01, 50.0, 0)
+    assert by_mean.trajectories[0].driver is None
+    first = [f for f in found.frames if f.info["trajectory"] == 0]  # on member 0, the same seed as by_mean's
+    assert len(first) == len(by_mean.frames) == 2 and not np.allclose(first[-1].positions, by_mean.frames[-1].positions)
+    with pytest.raises(ValueError, match="unknown drive"):
+        LearnConfig(drive="best")
+
+
 def test_dft_labels_are_pyscfs(tmp_path):
     """``--label dft``: PBE/def2-SVP through PySCF, the same numbers as the calculator itself, the
     method recorded in the file, the finished step recorded for a resumed run."""

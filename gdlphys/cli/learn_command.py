@@ -13,7 +13,7 @@ def _defaults():
 
 
 def register(sub) -> None:
-    from gdlphys.learn.config import ROLLBACK_FRAMES
+    from gdlphys.learn.config import DRIVES, ROLLBACK_FRAMES
 
     d = _defaults()
     p = sub.add_parser(
@@ -41,6 +41,8 @@ def register(sub) -> None:
                    help="spread (eV/Å) at which a trajectory rolls back (or stops); that frame is never labelled")
     p.add_argument("--rollbacks", type=int, default=d["rollbacks"],
                    help=f"times a trajectory at the hard limit goes back {ROLLBACK_FRAMES} frames with new velocities before it stops")
+    p.add_argument("--drive", choices=list(DRIVES), default=d["drive"],
+                   help="exploration MD moves on each member in turn (its own surface, judged by the others) or on the committee's mean")
     p.add_argument("--select", choices=["spread", "random"], default=d["select"],
                    help="spread, or random frames of the same MD (the baseline)")
     p.add_argument("--trajectories", type=int, default=d["trajectories"], help="trajectories per temperature and round")
@@ -74,7 +76,7 @@ def run(args) -> int:
     config = LearnConfig(
         label=args.label, temperatures=tuple(args.temperature), rounds=args.rounds, budget_labels=args.budget_labels,
         per_round=args.per_round, max_force_std=args.max_force_std, hard_force_std=args.hard_force_std,
-        rollbacks=args.rollbacks,
+        rollbacks=args.rollbacks, drive=args.drive,
         trajectories=args.trajectories, steps=args.steps, timestep_fs=args.timestep, interval=args.interval,
         min_separation_fs=args.min_separation, min_distance=args.min_distance, select=args.select,
         committee_size=args.committee_size, committee_noise=args.committee_noise, seed_frames=args.seed_frames, retrain_epochs=args.retrain_epochs,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["LABELS", "ROLLBACK_FRAMES", "LearnConfig", "SELECTIONS"]
+__all__ = ["DRIVES", "LABELS", "ROLLBACK_FRAMES", "LearnConfig", "SELECTIONS"]
 
 LABELS = ("xtb", "dft")  # GFN2-xTB (tblite); PBE/def2-SVP (PySCF, the recipe of datasets/small-dft)
 SELECTIONS = ("spread", "random")  # committee force spread; uniform draw (the baseline)
+DRIVES = ("members", "mean")  # what exploration MD moves on: each member in turn; the committee's mean
 # Settings that a resumed run may change: how long it goes on, how it reports, how much it parallelises.
 RESUMABLE_CHANGES = ("rounds", "budget_labels", "workers", "progress", "accelerator", "calibration_frames")
 ROLLBACK_FRAMES = 5  # a rollback at the hard limit returns this many kept frames (x interval steps) before it
@@ -29,6 +30,10 @@ class LearnConfig:
             geometry) and the trajectory rolls back (``rollbacks``) or stops.
         rollbacks: times a trajectory at the hard limit returns to the kept frame ROLLBACK_FRAMES frames
             earlier with new velocities and goes on, before it stops (0: it stops at once).
+        drive: the forces exploration MD moves on: "members" (each trajectory on one member, the
+            members in turn, counted on across rounds, so every member's own surface is explored,
+            the one shipped included, and the others judge it) or "mean" (the committee's mean
+            forces). The spread is the whole committee's either way.
         trajectories: Langevin trajectories per temperature and round.
         steps: MD steps per trajectory.
         timestep_fs: MD time step (fs).
@@ -62,6 +67,7 @@ class LearnConfig:
     max_force_std: float = 0.15
     hard_force_std: float = 1.0
     rollbacks: int = 3
+    drive: str = "members"
     trajectories: int = 4
     steps: int = 2000
     timestep_fs: float = 0.5
@@ -85,6 +91,8 @@ class LearnConfig:
         self.temperatures = tuple(float(t) for t in self.temperatures)
         if self.label not in LABELS:
             raise ValueError(f"unknown label method {self.label!r}; choose from {', '.join(LABELS)}")
+        if self.drive not in DRIVES:
+            raise ValueError(f"unknown drive {self.drive!r}; choose from {', '.join(DRIVES)}")
         if self.select not in SELECTIONS:
             raise ValueError(f"unknown selection {self.select!r}; choose from {', '.join(SELECTIONS)}")
         if not self.temperatures or min(self.temperatures) <= 0:

@@ -1,5 +1,6 @@
-"""Exploration: short Langevin trajectories on the committee's mean forces, recording every
-``interval`` steps a candidate frame and the committee's per-atom force spread there.
+"""Exploration: short Langevin trajectories on one member's forces (each member in turn) or on the
+committee's mean, recording every ``interval`` steps a candidate frame and the whole committee's
+per-atom force spread there.
 
 Where the spread passes the hard limit (or the potential gives a non-finite force) that frame is
 dropped, so no geometry the committee cannot describe at all reaches the labeller, and the
@@ -52,6 +53,7 @@ class TrajectoryJob:
     hard_force_std: float
     seed: int
     rollbacks: int = 0  # restarts from an earlier frame at the hard limit before the trajectory stops
+    driver: int | None = None  # the member whose forces move the atoms (None: the committee's mean)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class TrajectorySummary:
     max_spread: float  # eV/Å, over the kept frames
     stopped: str | None  # why it stopped early (None: it ran its full length)
     rollbacks: int = 0  # times it passed the hard limit and went back (runs written before rollbacks: 0)
+    driver: int | None = None  # the member it moved on (None: the committee's mean; runs written before drivers)
 
 
 @dataclass
@@ -133,7 +136,7 @@ class Exploration:
 
 def run_trajectory(job: TrajectoryJob) -> tuple[list[Atoms], list[np.ndarray], TrajectorySummary]:
     """One Langevin trajectory on the committee; candidate frames with their per-atom spreads."""
-    calc = GDLCalculator(list(job.members), device="cpu")
+    calc = GDLCalculator(list(job.members), device="cpu", driver=job.driver if len(job.members) > 1 else None)
     atoms = Atoms(numbers=job.start.numbers, positions=job.start.positions, cell=job.start.cell, pbc=job.start.pbc)
     atoms.info.update({k: v for k, v in job.start.info.items() if k == "smiles"})
     atoms.calc = calc
@@ -174,7 +177,7 @@ def run_trajectory(job: TrajectoryJob) -> tuple[list[Atoms], list[np.ndarray], T
         recent.append(frame.positions)
     summary = TrajectorySummary(
         job.index, job.temperature, int(dyn.nsteps), dyn.nsteps * job.timestep_fs, len(frames),
-        max((float(s.max()) for s in spreads), default=0.0), stopped, rollbacks,
+        max((float(s.max()) for s in spreads), default=0.0), stopped, rollbacks, job.driver,
     )
     return frames, spreads, summary
 
@@ -193,15 +196,21 @@ def explore(
     workers: int = 1,
     rollbacks: int = 0,
     on_trajectory: Callable[[TrajectorySummary, int], None] = lambda summary, total: None,
+    drive: str = "mean",
+    first_driver: int = 0,
 ) -> Exploration:
     """``trajectories`` trajectories per temperature, starting in turn from each of ``starts``; each
-    goes back ``rollbacks`` times at the hard limit before it stops."""
+    goes back ``rollbacks`` times at the hard limit before it stops. ``drive``: "mean" (the
+    committee's mean forces) or "members" (trajectory k on member ``first_driver + k`` modulo
+    their number: a loop that moves ``first_driver`` on each round lets every member drive, however
+    few trajectories a round has)."""
     jobs = []
     for t, temperature in enumerate(temperatures):
         for k in range(trajectories):
             index = t * trajectories + k
             jobs.append(TrajectoryJob(index, tuple(str(m) for m in members), starts[index % len(starts)], float(temperature),
-                                      steps, timestep_fs, interval, friction, hard_force_std, seed * 100_003 + index, rollbacks))
+                                      steps, timestep_fs, interval, friction, hard_force_std, seed * 100_003 + index, rollbacks,
+                                      (first_driver + index) % len(members) if drive == "members" else None))
     results = []
     if workers == 1:
         for job in jobs:

@@ -168,12 +168,14 @@ class _Run:
             end = "full length" if t.stopped is None else f"stopped at {t.time_fs:g} fs: {t.stopped}"
             if t.rollbacks:
                 end += f", {t.rollbacks} rollback{'s' if t.rollbacks > 1 else ''} at the hard limit"
-            self.log(f"round {index}: trajectory {t.index + 1}/{total} ({t.temperature:g} K): {t.frames} frames, "
+            on = "" if t.driver is None else f", on member {t.driver}"
+            self.log(f"round {index}: trajectory {t.index + 1}/{total} ({t.temperature:g} K{on}): {t.frames} frames, "
                      f"max spread {t.max_spread:.3f} eV/Å, {end}")
 
         exploration = explore(self.state["members"], self.structures, config.temperatures, config.trajectories, config.steps,
                               config.timestep_fs, config.interval, config.friction, config.hard_force_std,
-                              config.seed * 1009 + index, config.workers, config.rollbacks, on_trajectory=finished)
+                              config.seed * 1009 + index, config.workers, config.rollbacks, on_trajectory=finished,
+                              drive=config.drive, first_driver=(index - 1) * total)
         exploration.save(where)
         self.save("explore", index)
         return exploration, time.perf_counter() - begin

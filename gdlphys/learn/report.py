@@ -71,6 +71,11 @@ def _mae(value) -> str:
     return "–" if value is None else f"{1000 * value:.1f}"
 
 
+def _drive(config: dict) -> str:
+    """What exploration moved on (runs written before drivers existed moved on the mean)."""
+    return "each member in turn" if config.get("drive", "mean") == "members" else "the committee's mean forces"
+
+
 def write_card(path: Path, summary: dict) -> Path:
     """A model card: what was learnt, from what, how the loop ended, per-round table, calibration."""
     config = summary["config"]
@@ -82,7 +87,7 @@ def write_card(path: Path, summary: dict) -> Path:
         "",
         f"- **Ended**: {summary['finished']} after {len(summary['rounds'])} rounds, "
         f"{summary['labels_used']} of {config['budget_labels']} labels ({summary['seed_labels']} seed frames).",
-        f"- **Exploration**: Langevin MD at {', '.join(f'{t:g} K' for t in config['temperatures'])}, "
+        f"- **Exploration**: Langevin MD on {_drive(config)} at {', '.join(f'{t:g} K' for t in config['temperatures'])}, "
         f"{config['trajectories']} trajectories x {config['steps']} steps of {config['timestep_fs']} fs per temperature "
         f"and round; frames over {config['max_force_std']} eV/Å spread selected (at most {config['per_round']} a round, "
         f"{config['min_separation_fs']} fs apart); at {config['hard_force_std']} eV/Å a trajectory goes back {ROLLBACK_FRAMES} frames "
