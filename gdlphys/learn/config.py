@@ -10,7 +10,8 @@ LABELS = ("xtb", "dft")  # GFN2-xTB (tblite); PBE/def2-SVP (PySCF, the recipe of
 SELECTIONS = ("spread", "random")  # committee force spread; uniform draw (the baseline)
 DRIVES = ("members", "mean")  # what exploration MD moves on: each member in turn; the committee's mean
 # Settings that a resumed run may change: how long it goes on, how it reports, how much it parallelises.
-RESUMABLE_CHANGES = ("rounds", "budget_labels", "workers", "progress", "accelerator", "calibration_frames")
+RESUMABLE_CHANGES = ("rounds", "budget_labels", "workers", "progress", "accelerator", "calibration_frames",
+                     "retrain_epochs", "retrain_time")
 ROLLBACK_FRAMES = 5  # a rollback at the hard limit returns this many kept frames (x interval steps) before it
 
 
@@ -52,6 +53,9 @@ class LearnConfig:
             (MD of the starting potential at the first temperature).
         retrain_epochs: fine-tuning epochs per member and round (None: ``retrain_time`` only).
         retrain_time: wall-clock budget per member and round ("5m"; None: ``retrain_epochs`` only).
+            40 s by default: the budget of the acetamide run that converged (docs/learn.md); a
+            fixed number of epochs is a few steps on a round's handful of frames, and many on a
+            large set.
         calibration_frames: frames of the last exploration labelled (beyond the budget, never
             trained on) to measure how the final committee's spread ranks its true error.
         workers: processes (one thread each) for MD trajectories and labels.
@@ -79,8 +83,8 @@ class LearnConfig:
     committee_size: int = 3
     committee_noise: float = 0.05
     seed_frames: int = 16
-    retrain_epochs: int | None = 20
-    retrain_time: str | None = None
+    retrain_epochs: int | None = None
+    retrain_time: str | None = "40s"
     calibration_frames: int = 16
     workers: int = 1
     accelerator: str = "auto"
