@@ -22,6 +22,7 @@ from pathlib import Path
 from gdlphys.data import read_hdf5
 from gdlphys.data.label import label_smiles
 from gdlphys.learn import LearnConfig, calibrate, learn
+from gdlphys.learn.config import DRIVES
 
 TINY = dict(trajectories=1, steps=40, interval=5, per_round=2, seed_frames=4, committee_size=2, retrain_epochs=1,
             max_force_std=1e-3, rounds=2, budget_labels=8, calibration_frames=4, accelerator="cpu")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-force-std", type=float, default=None, help="spread (eV/Å) that makes a frame a candidate")
     parser.add_argument("--md-ps", type=float, default=10.0, help="Langevin MD of each final potential at the temperature")
     parser.add_argument("--md-runs", type=int, default=1, help="independent MD runs (seeds) of each final potential")
-    parser.add_argument("--drive", choices=["members", "mean"], default=None, help="what exploration MD moves on (LearnConfig.drive)")
+    parser.add_argument("--drive", choices=list(DRIVES), default=None, help="what exploration MD moves on (LearnConfig.drive)")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: a few labels, one epoch per round")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ def _defaults():
 
 
 def register(sub) -> None:
-    from gdlphys.learn.config import DRIVES, ROLLBACK_FRAMES
+    from gdlphys.learn.config import DRIVES, ROLLBACK_FRAMES, SELECTIONS
 
     d = _defaults()
     p = sub.add_parser(
@@ -43,7 +43,7 @@ def register(sub) -> None:
                    help=f"times a trajectory at the hard limit goes back {ROLLBACK_FRAMES} frames with new velocities before it stops")
     p.add_argument("--drive", choices=list(DRIVES), default=d["drive"],
                    help="exploration MD moves on each member in turn (its own surface, judged by the others) or on the committee's mean")
-    p.add_argument("--select", choices=["spread", "random"], default=d["select"],
+    p.add_argument("--select", choices=list(SELECTIONS), default=d["select"],
                    help="spread, or random frames of the same MD (the baseline)")
     p.add_argument("--trajectories", type=int, default=d["trajectories"], help="trajectories per temperature and round")
     p.add_argument("--steps", type=int, default=d["steps"], help="MD steps per trajectory")
