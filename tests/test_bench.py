@@ -189,18 +189,24 @@ def test_memory_child_measures_one_call_in_its_own_process(tmp_path):
 
 
 def test_defaults_rows_leave_threads_to_each_code(monkeypatch):
-    """At their defaults the peer's child gets no thread limit; the table has a row per size and condition."""
+    """At their defaults the peer's child gets no thread limit, and gdlphys the threads a fresh script
+    has, whatever this process set; the table has a row per size, condition and kind."""
     from gdlphys.bench.md import defaults_table
     from gdlphys.bench.options import BenchOptions
-    from gdlphys.bench.peers import thread_environment
+    from gdlphys.bench.peers import default_torch_threads, thread_environment
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    fresh = default_torch_threads()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert "OMP_NUM_THREADS" not in thread_environment(None) and thread_environment(3)["MKL_NUM_THREADS"] == "3"
-    ours = {c: [{"n_atoms": 21, "steps_per_second": 20.0, "dtype": "float32"}] for c in ("quiet", "busy")}
+    assert default_torch_threads() == fresh >= 1
+    row = {"n_atoms": 21, "steps_per_second": 20.0, "dtype": "float32", "script_threads": 2, "first_call_seconds": 9.0}
+    ours = {c: {"eager": [row], "compiled": [{**row, "steps_per_second": 40.0}]} for c in ("quiet", "busy")}
     peer = {c: {"speed": [{"steps_per_second": 10.0}], "threads": 2, "dtype": "float32"} for c in ("quiet", "busy")}
     table = defaults_table(ours, peer, "fresh", BenchOptions())
-    assert [r.name for r in table.rows] == ["21 atoms, quiet", "21 atoms, busy"]
-    assert table.ratio_of(table.rows[0]) == 2.0 and any("2 torch threads" in n for n in table.notes)
+    assert [r.name for r in table.rows] == ["21 atoms, quiet", "21 atoms, busy", "21 atoms, quiet, gdlphys compiled", "21 atoms, busy, gdlphys compiled"]
+    assert table.ratio_of(table.rows[0]) == 2.0 and table.ratio_of(table.rows[2]) == 4.0
+    assert any("2 torch threads" in n for n in table.notes) and any("first calls (quiet) 9 s" in n for n in table.notes)
 
 
 def test_accuracy_dataset_and_command_at_defaults(tmp_path):

@@ -20,7 +20,7 @@ from ase import Atoms
 
 from gdlphys import nve
 from gdlphys.bench.options import BenchOptions
-from gdlphys.bench.peers import run_peer
+from gdlphys.bench.peers import default_torch_threads, run_peer
 from gdlphys.bench.report import Table, line_panels, trace_plot, write_report
 from gdlphys.bench.systems import (
     aspirin_molecule,
@@ -183,24 +183,36 @@ def compiled_speeds(potential, paths: list[Path], options: BenchOptions, setting
 
 
 def speeds_at_defaults(potential, mace_model: str, paths: list[Path], setting: dict, options: BenchOptions, peer_python: Path,
-                       work: Path, condition: str) -> tuple[list[dict], dict]:
-    """Both codes at their own defaults (GDLCalculator: threads and dtype None; MACECalculator: its
-    dtype and torch's default threads), on the machine as it is or with one core busy."""
+                       work: Path, condition: str) -> tuple[dict[str, list[dict]], dict]:
+    """Both codes at their own defaults (GDLCalculator: threads and dtype None, eager and, with
+    ``options.compile``, compiled; MACECalculator: its dtype and torch's default threads), on the
+    machine as it is or with one core busy. gdlphys runs under the thread count torch gives a fresh
+    script (this process has set ``--threads``; the calculator never takes more than its caller's)."""
     import ase.io
 
     from gdlphys.calculator import GDLCalculator
+    from gdlphys.threads import using_threads
 
+    script_threads = default_torch_threads()
     with busy_core() if condition == "busy" else _nothing():
-        calc = GDLCalculator(potential, device=options.device)
-        ours = []
-        for path in paths:
-            atoms = ase.io.read(path)
-            atoms.calc = calc
-            initialise_velocities(atoms, TEMPERATURE_K, options.seed)
-            speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
-            speed.update(n_atoms=len(atoms), dtype=str(calc.dtype).removeprefix("torch."))
-            ours.append(speed)
-            _log(f"gdlphys at its defaults ({condition}): {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s")
+        ours: dict[str, list[dict]] = {}
+        with using_threads(script_threads):
+            kinds = {"eager": False, **({"compiled": True} if options.compile else {})}
+            for kind, compiled in kinds.items():
+                calc = GDLCalculator(potential, device=options.device, compile=compiled)
+                ours[kind] = []
+                for path in paths:
+                    atoms = ase.io.read(path)
+                    atoms.calc = calc
+                    initialise_velocities(atoms, TEMPERATURE_K, options.seed)
+                    started = time.perf_counter()
+                    atoms.get_forces()  # the compile, or the first call's allocations: not in steps/s
+                    first_call = time.perf_counter() - started
+                    speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
+                    speed.update(n_atoms=len(atoms), dtype=str(calc.dtype).removeprefix("torch."), script_threads=script_threads,
+                                 first_call_seconds=first_call, compiled=calc.compile)
+                    ours[kind].append(speed)
+                    _log(f"gdlphys {kind} at its defaults ({condition}): {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s")
         arguments = ["--model", mace_model, "--structures", *map(str, paths), "--device", options.device, "--dtype", "default",
                      "--timestep-fs", str(TIMESTEP_FS), "--temperature", str(TEMPERATURE_K), "--seed", str(options.seed),
                      "--min-seconds", str(setting["min_seconds"]), "--max-steps", str(setting["max_steps"]), "--warmup", str(setting["warmup"])]
@@ -216,16 +228,22 @@ def _nothing():
 
 def defaults_table(ours: dict, peer: dict, origin: str, options: BenchOptions) -> Table:
     table = Table(f"MD speed, each code at its own defaults (threads, dtype), {options.device}: quiet and with one core busy", ["gdlphys", "MACE"])
-    for condition in ("quiet", "busy"):
-        for a, b in zip(ours[condition], peer[condition]["speed"]):
-            table.add(f"{a['n_atoms']} atoms, {condition}", "steps/s", {"gdlphys": a["steps_per_second"], "MACE": b["steps_per_second"]}, better="higher")
-    quiet = peer["quiet"]
+    for kind in ours["quiet"]:
+        for condition in ("quiet", "busy"):
+            label = "" if kind == "eager" else f", gdlphys {kind}"
+            for a, b in zip(ours[condition][kind], peer[condition]["speed"]):
+                table.add(f"{a['n_atoms']} atoms, {condition}{label}", "steps/s", {"gdlphys": a["steps_per_second"], "MACE": b["steps_per_second"]},
+                          better="higher")
+    quiet, first = peer["quiet"], ours["quiet"]["eager"][0]
     table.notes += [
-        (f"gdlphys: GDLCalculator(potential) (threads chosen per call, {ours['quiet'][0]['dtype']}); "
-         f"MACE: MACECalculator(model) ({quiet.get('dtype', '?')}, {quiet['threads']} torch threads)"),
+        (f"gdlphys: GDLCalculator(potential) (threads chosen per call, at most the {first['script_threads']} torch gives a fresh script; "
+         f"{first['dtype']}); MACE: MACECalculator(model) ({quiet.get('dtype', '?')}, {quiet['threads']} torch threads, eager)"),
         "busy: a second process spins on one core (while True: pass) while both run",
         f"models: {origin}",
     ]
+    if "compiled" in ours["quiet"]:
+        seconds = ", ".join(f"{a['first_call_seconds']:.0f} s" for a in ours["quiet"]["compiled"])
+        table.notes.append(f"gdlphys compiled: GDLCalculator(potential, compile=True); first calls (quiet) {seconds}, not in steps/s")
     return table
 
 

@@ -32,6 +32,14 @@ def thread_environment(threads: int | None) -> dict[str, str]:
     return env
 
 
+def default_torch_threads() -> int:
+    """``torch.get_num_threads()`` in a fresh Python process with no thread limit in its environment:
+    what a user's script gets. The benchmark's own process has set its threads (``--threads``)."""
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           check=True, capture_output=True, text=True, env=thread_environment(None))
+    return int(probe.stdout.split()[-1])
+
+
 def find_peer_python(peer_python: str | Path | None) -> Path:
     """The peer environment's interpreter, checked to import mace, vesin and matscipy."""
     python = Path(peer_python) if peer_python else DEFAULT_PEER_PYTHON
