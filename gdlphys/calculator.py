@@ -54,6 +54,14 @@ def _check_finite(atoms) -> None:
         raise ValueError(f"the cell is not finite: {atoms.cell.array.tolist()}")
 
 
+# torch.compile's generated CPU kernels on one thread, whatever the threads of the call that compiles
+# them: they would keep that count for good (a kernel compiled on two idle cores spins against a
+# process that takes one later), and a scatter compiled for two threads writes every row by atomic
+# compare-and-swap. Measured on 2 cores (docs/benchmarks.md, "Compiled, and threads"): a 2,016-atom
+# step compiled for two threads 1.23 s, for one with PyTorch's own kernels on two 1.26 s, all on one 1.66 s.
+COMPILE_OPTIONS = {"cpp.threads": 1}
+
+
 class GDLCalculator(Calculator):
     """ASE calculator for a gdlphys potential, or the mean of a committee of potentials.
 
@@ -78,10 +86,12 @@ class GDLCalculator(Calculator):
             (``gdlphys bench md --compile`` measures it). Where compiling fails (no C++
             compiler, say) the calculator warns once and runs eagerly; results do not change.
         threads: CPU threads of each call. None: chosen per call (:class:`gdlphys.threads.ThreadPolicy`):
-            one below 300 atoms, where more gain nothing; above, the cores this process may use
+            one below 100 atoms, where more gain little; above, the cores this process may use
             (affinity, OMP_NUM_THREADS, at most the caller's torch setting) that no other process
             is busy on. An int: that many. Set only around the call: ``torch.get_num_threads()``
-            is the caller's again after it.
+            is the caller's again after it. Under ``compile`` the kernels torch generates run on
+            one thread (:data:`COMPILE_OPTIONS`); PyTorch's own (matrix products, gathers and
+            scatters) follow this setting.
         edge_chunk: memory of a call (:attr:`gdlphys.models.Potential.edge_chunk`): None keeps the
             potential's own setting (by default automatic: structures of more than 200,000 edges,
             some 4,000 atoms at liquid density, sum their messages in chunks of edges recomputed
@@ -135,7 +145,7 @@ class GDLCalculator(Calculator):
         self.potentials = [self._prepare(p) for p in loaded]
         self._eager_models = [p.model for p in self.potentials] if self.compile else []  # the fallback
         for potential in self.potentials if self.compile else []:
-            potential.model = torch.compile(potential.model, dynamic=True)
+            potential.model = torch.compile(potential.model, dynamic=True, options=COMPILE_OPTIONS)
         self.neighbours = NeighbourListCache(max(p.cutoff for p in self.potentials), skin)
         self.dispersion = dispersion
         self.max_force_std, self.on_exceed = max_force_std, on_exceed

@@ -11,6 +11,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from gdlphys import keys
+from gdlphys.nn.scatter import gather_rows
 from gdlphys.nn.edge_chunks import check_edge_chunk, chunk_size, map_rows, rows_per_chunk, sum_messages
 from gdlphys.nn.species import SpeciesDependent, grow_species_product, species_product_masks
 from gdlphys.nn.tensor_product import EdgeTensorProduct
@@ -130,7 +131,7 @@ class Interaction(SpeciesDependent):
         product = self.tp if self.edge_product is None else self.edge_product
 
         def messages(src: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-            return product(h[src], sh, self.radial(radial))
+            return product(gather_rows(h, src), sh, self.radial(radial))
 
         edge_inputs = (src, data[keys.EDGE_SH], data[keys.EDGE_RADIAL])
         return sum_messages(messages, edge_inputs, dst, features.shape[0], chunk) / self.norm

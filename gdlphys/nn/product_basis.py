@@ -25,6 +25,7 @@ from torch import nn
 
 from gdlphys.nn.interaction import Interaction
 from gdlphys.nn.species import SpeciesDependent, grow_rows, row_masks
+from gdlphys.nn.scatter import gather_rows
 
 _DEPENDENT = 1e-9  # eigenvalue (relative to a coupling's own norm) below which a path is a combination of the others
 
@@ -177,12 +178,12 @@ class SymmetricProduct(SpeciesDependent):
         )
         monomials, power = [a], a
         for k in range(2, self.correlation + 1):
-            power = power[getattr(self, f"parent_{k}")] * a[getattr(self, f"last_{k}")]
+            power = gather_rows(power, getattr(self, f"parent_{k}")) * gather_rows(a, getattr(self, f"last_{k}"))
             monomials.append(power)
         coupled = self.coupling @ torch.cat(monomials)  # [n_columns = sum_ir n_paths * ir.dim, n * c]
         weights = torch.cat(list(self.weights), dim=1)  # [n_species, n_paths, c]
         per_atom = torch.einsum("ns,spc->pnc", attrs, weights).reshape(-1, n * c)  # the element's weights
-        out = self.summation @ (coupled * per_atom[self.path_of_column])  # [sum_ir ir.dim, n * c]
+        out = self.summation @ (coupled * gather_rows(per_atom, self.path_of_column))  # [sum_ir ir.dim, n * c]
         blocks, start = [], 0
         for dim in self._out_dims:
             blocks.append(out[start : start + dim].reshape(dim, n, c).permute(1, 2, 0).reshape(n, c * dim))
