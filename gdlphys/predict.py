@@ -215,9 +215,10 @@ def default_processes(n_molecules: int, device: str, batch_size: int, threads: i
     are small: a process per core beats threads), one on a GPU, when batching or ``threads`` is set."""
     if device != "cpu" or batch_size > 1 or threads is not None or n_molecules < 2:
         return 1
-    from gdlphys.threads import IdleCores, usable_cores
+    from gdlphys.threads import IdleCores, affinity_cores
 
-    return max(1, min(IdleCores()(usable_cores()), n_molecules))
+    # the affinity, not OMP_NUM_THREADS: that limits each process's threads, and every worker has one
+    return max(1, min(IdleCores()(affinity_cores()), n_molecules))
 
 
 @dataclass

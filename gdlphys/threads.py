@@ -26,9 +26,14 @@ FIRST_WINDOW_S = 0.1  # the first reading waits this long (ten clock ticks of /p
 STRAY_CORES = 0.2  # CPU time of others (shells, daemons) below which a core still counts as idle
 
 
+def affinity_cores() -> int:
+    """Cores this process may run on (its CPU affinity): what worker processes of one thread each may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def usable_cores() -> int:
-    """Cores this process may use: its CPU affinity, capped by OMP_NUM_THREADS when the user set it."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores this process's threads may use: its CPU affinity, capped by OMP_NUM_THREADS when the user set it."""
+    cores = affinity_cores()
     try:
         cap = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
     except ValueError:  # unset or not a number: no cap

@@ -151,3 +151,17 @@ def test_training_from_python_chooses_its_threads_and_restores_the_callers(calle
                     trainer={"limit_train_batches": 2, "limit_val_batches": 1, "accelerator": "cpu"})
     assert seen and set(seen) == {expected}
     assert torch.get_num_threads() == caller_threads
+
+
+def test_predict_takes_a_worker_per_idle_core_whatever_omp_num_threads(monkeypatch):
+    """OMP_NUM_THREADS limits each process's threads; predict's workers have one thread each, so
+    their number comes from the affinity and the other processes' load only."""
+    from gdlphys.predict import default_processes
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr("gdlphys.threads.affinity_cores", lambda: 4)
+    monkeypatch.setattr(IdleCores, "__call__", lambda self, usable: usable)
+    assert usable_cores() == 1 and default_processes(10, "cpu", 1, None) == 4
+    assert default_processes(3, "cpu", 1, None) == 3 and default_processes(10, "cpu", 1, 2) == 1
+    monkeypatch.setattr(IdleCores, "__call__", lambda self, usable: usable - 1)  # a core busy elsewhere
+    assert default_processes(10, "cpu", 1, None) == 3
