@@ -11,8 +11,8 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from gdlphys import keys
-from gdlphys.nn.scatter import gather_rows
 from gdlphys.nn.edge_chunks import check_edge_chunk, chunk_size, map_rows, rows_per_chunk, sum_messages
+from gdlphys.nn.scatter import gather_rows
 from gdlphys.nn.species import SpeciesDependent, grow_species_product, species_product_masks
 from gdlphys.nn.tensor_product import EdgeTensorProduct
 

@@ -24,8 +24,8 @@ from e3nn import o3
 from torch import nn
 
 from gdlphys.nn.interaction import Interaction
-from gdlphys.nn.species import SpeciesDependent, grow_rows, row_masks
 from gdlphys.nn.scatter import gather_rows
+from gdlphys.nn.species import SpeciesDependent, grow_rows, row_masks
 
 _DEPENDENT = 1e-9  # eigenvalue (relative to a coupling's own norm) below which a path is a combination of the others
 
