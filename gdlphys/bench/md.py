@@ -155,30 +155,42 @@ def run(options: BenchOptions, peer_python: Path) -> list[Table]:
     return tables
 
 
-def compiled_speeds(potential, paths: list[Path], options: BenchOptions, setting: dict) -> list[dict]:
-    """Steps per second through GDLCalculator(compile=True); the first call (the compile) is timed apart."""
+def timed_run(calc, path: Path, setting: dict, options: BenchOptions, check=None) -> dict:
+    """Steps per second of MD on ``path`` through ``calc``, after a first call timed apart (a compile,
+    or the first call's allocations); ``check(atoms, forces)`` may look at that call's forces and
+    return more fields for the row."""
     import ase.io
 
+    atoms = ase.io.read(path)
+    atoms.calc = calc
+    initialise_velocities(atoms, TEMPERATURE_K, options.seed)
+    started = time.perf_counter()
+    forces = atoms.get_forces()
+    first_call = time.perf_counter() - started
+    extra = check(atoms, forces) if check is not None else {}
+    speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
+    speed.update(structure=str(path), n_atoms=len(atoms), first_call_seconds=first_call, compiled=calc.compile, **extra)
+    return speed
+
+
+def compiled_speeds(potential, paths: list[Path], options: BenchOptions, setting: dict) -> list[dict]:
+    """Steps per second through GDLCalculator(compile=True); the first call (the compile) is timed apart."""
     from gdlphys.calculator import GDLCalculator
 
     calc = GDLCalculator(potential, device=options.device, dtype="float32", compile=True, threads=options.threads)
     eager = GDLCalculator(potential, device=options.device, dtype="float32", threads=options.threads)
-    speeds = []
-    for path in paths:
-        atoms = ase.io.read(path)
-        atoms.calc = calc
-        initialise_velocities(atoms, TEMPERATURE_K, options.seed)
-        started = time.perf_counter()
-        forces = atoms.get_forces()
-        first_call = time.perf_counter() - started
+
+    def against_eager(atoms, forces) -> dict:
         difference = float(np.abs(forces - eager.get_forces(atoms)).max())
         if difference > 1e-3:
             raise RuntimeError(f"compiled and eager forces differ by {difference:.2e} eV/Å at {len(atoms)} atoms")
-        speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
-        speed.update(structure=str(path), n_atoms=len(atoms), first_call_seconds=first_call, compiled=calc.compile,
-                     max_force_difference_to_eager=difference)
+        return {"max_force_difference_to_eager": difference}
+
+    speeds = []
+    for path in paths:
+        speed = timed_run(calc, path, setting, options, against_eager)
         speeds.append(speed)
-        _log(f"gdlphys compiled: {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s (first call {first_call:.1f} s)")
+        _log(f"gdlphys compiled: {speed['n_atoms']} atoms, {speed['steps_per_second']:.2f} steps/s (first call {speed['first_call_seconds']:.1f} s)")
     return speeds
 
 
@@ -188,8 +200,6 @@ def speeds_at_defaults(potential, mace_model: str, paths: list[Path], setting: d
     ``options.compile``, compiled; MACECalculator: its dtype and torch's default threads), on the
     machine as it is or with one core busy. gdlphys runs under the thread count torch gives a fresh
     script (this process has set ``--threads``; the calculator never takes more than its caller's)."""
-    import ase.io
-
     from gdlphys.calculator import GDLCalculator
     from gdlphys.threads import using_threads
 
@@ -202,17 +212,10 @@ def speeds_at_defaults(potential, mace_model: str, paths: list[Path], setting: d
                 calc = GDLCalculator(potential, device=options.device, compile=compiled)
                 ours[kind] = []
                 for path in paths:
-                    atoms = ase.io.read(path)
-                    atoms.calc = calc
-                    initialise_velocities(atoms, TEMPERATURE_K, options.seed)
-                    started = time.perf_counter()
-                    atoms.get_forces()  # the compile, or the first call's allocations: not in steps/s
-                    first_call = time.perf_counter() - started
-                    speed = steps_per_second(atoms, TIMESTEP_FS, setting["min_seconds"], setting["max_steps"], setting["warmup"])
-                    speed.update(n_atoms=len(atoms), dtype=str(calc.dtype).removeprefix("torch."), script_threads=script_threads,
-                                 first_call_seconds=first_call, compiled=calc.compile)
+                    speed = timed_run(calc, path, setting, options)
+                    speed.update(dtype=str(calc.dtype).removeprefix("torch."), script_threads=script_threads)
                     ours[kind].append(speed)
-                    _log(f"gdlphys {kind} at its defaults ({condition}): {len(atoms)} atoms, {speed['steps_per_second']:.2f} steps/s")
+                    _log(f"gdlphys {kind} at its defaults ({condition}): {speed['n_atoms']} atoms, {speed['steps_per_second']:.2f} steps/s")
         arguments = ["--model", mace_model, "--structures", *map(str, paths), "--device", options.device, "--dtype", "default",
                      "--timestep-fs", str(TIMESTEP_FS), "--temperature", str(TEMPERATURE_K), "--seed", str(options.seed),
                      "--min-seconds", str(setting["min_seconds"]), "--max-steps", str(setting["max_steps"]), "--warmup", str(setting["warmup"])]
